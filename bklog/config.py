@@ -1,0 +1,185 @@
+"""Runtime configuration: ``BKLOG_ENV`` picks ``<env>.env.yml``, the environment overrides it.
+
+Every variable the service reads is declared once in ``VARIABLES`` (name, type, built-in
+default, description); docs/configuration.md is checked against this table by the tests.
+Django is not imported here so that gunicorn_config.py and the tooling can use it too.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+ENVIRONMENTS = ("dev", "stag", "prod")
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    kind: str  # str | int | bool | list | float
+    default: Any
+    help: str
+
+
+VARIABLES: dict[str, Variable] = {
+    v.name: v
+    for v in [
+        Variable("BKLOG_ENV", "str", "dev", "Environment: dev, stag or prod; picks <env>.env.yml."),
+        Variable("BKLOG_DATA_DIR", "str", "./data", "SQLite database, exports, beat schedule. Relative paths are resolved against the working directory."),
+        Variable("DATABASE_URL", "str", "", "Metadata and log index database. Empty: SQLite at $BKLOG_DATA_DIR/bklog.sqlite3 (FTS5). postgres://user:pass@host:5432/db for PostgreSQL."),
+        Variable("REDIS_URL", "str", "", "Celery broker and cache. Empty: no broker, ingest and exports run inline (embedded mode)."),
+        Variable("BKLOG_SECRET_KEY", "str", "", "Django SECRET_KEY. Required in stag and prod."),
+        Variable("BKLOG_ALLOWED_HOSTS", "list", "", "Comma-separated host names the API answers to. Required in stag and prod."),
+        Variable("BKLOG_DEBUG", "bool", False, "Django DEBUG; refused outside dev."),
+        Variable("BKLOG_LOG_LEVEL", "str", "INFO", "Log level of the service's own logs (stdout)."),
+        Variable("BKLOG_PIPELINE_MODE", "str", "auto", "inline, async, or auto (async when REDIS_URL is set)."),
+        Variable("BKLOG_INGEST_MAX_BYTES", "int", 10 * 1024 * 1024, "Largest ingest body accepted; larger gets 413. nginx's client_max_body_size follows it."),
+        Variable("BKLOG_INGEST_MAX_LINES", "int", 10000, "Most lines accepted in one ingest batch."),
+        Variable("BKLOG_SEARCH_DEFAULT_SIZE", "int", 50, "Hits per search page when size is not given."),
+        Variable("BKLOG_SEARCH_MAX_SIZE", "int", 1000, "Largest size a search may ask for."),
+        Variable("BKLOG_EXPORT_TTL_HOURS", "int", 24, "Hours an export file is kept before it expires."),
+        Variable("BKLOG_EXPORT_MAX_LINES", "int", 1000000, "Most lines one export job writes."),
+        Variable("BKLOG_STATIC_ROOT", "str", "", "collectstatic target. Empty: $BKLOG_DATA_DIR/static."),
+        Variable("BKLOG_DB_CONN_MAX_AGE", "int", 60, "Seconds a database connection is reused (Django CONN_MAX_AGE)."),
+        Variable("BKLOG_CELERY_VISIBILITY_TIMEOUT", "int", 7200, "Seconds before Redis redelivers an unacknowledged task; must exceed the longest task time limit in app.yml."),
+        Variable("BKLOG_CONSUL_ENABLED", "bool", False, "Register the API with the local Consul agent from gunicorn's hooks."),
+        Variable("CONSUL_HTTP_ADDR", "str", "127.0.0.1:8500", "Consul agent address (host:port, or http(s)://host:port)."),
+        Variable("CONSUL_HTTP_TOKEN", "str", "", "Consul ACL token."),
+        Variable("BKLOG_CONSUL_SERVICE_NAME", "str", "bklog-api", "Service name registered in Consul."),
+        Variable("BKLOG_CONSUL_SERVICE_TAGS", "list", "api", "Tags of the registration (upstream consumers look for tag api)."),
+        Variable("BKLOG_CONSUL_SERVICE_ADDRESS", "str", "", "Address advertised to Consul. Empty: the bind address, or this host's address when bound to 0.0.0.0 or a unix socket."),
+        Variable("BKLOG_CONSUL_SERVICE_PORT", "int", 0, "Port advertised to Consul. 0: the bind port (set it when bound to a unix socket behind nginx)."),
+        Variable("BKLOG_CONSUL_CHECK_URL", "str", "", "HTTP check URL. Empty: http://<address>:<port>/healthz."),
+        Variable("BKLOG_CONSUL_CHECK_INTERVAL", "str", "10s", "Consul check interval."),
+        Variable("BKLOG_CONSUL_CHECK_TIMEOUT", "str", "5s", "Consul check timeout."),
+        Variable("BKLOG_CONSUL_DEREGISTER_AFTER", "str", "1m", "deregister_critical_service_after (Consul's floor is about 1m)."),
+        Variable("GUNICORN_BIND", "str", "127.0.0.1:8000", "host:port or unix:/path of the API."),
+        Variable("GUNICORN_WORKERS", "int", 0, "Gunicorn worker processes. 0: 2 x CPU cores."),
+        Variable("GUNICORN_TIMEOUT", "int", 65, "Seconds before a silent worker is killed."),
+        Variable("GUNICORN_GRACEFUL_TIMEOUT", "int", 30, "Seconds workers get to finish requests on stop or reload."),
+        Variable("GUNICORN_MAX_REQUESTS", "int", 1000, "Requests before a worker is recycled."),
+        Variable("GUNICORN_MAX_REQUESTS_JITTER", "int", 100, "Random jitter added to max_requests."),
+        Variable("PROMETHEUS_MULTIPROC_DIR", "str", "", "Directory for prometheus_client multiprocess files. Empty under gunicorn: $BKLOG_DATA_DIR/prometheus."),
+    ]
+}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _convert(var: Variable, raw: Any, source: str) -> Any:
+    if var.kind == "str":
+        return "" if raw is None else str(raw)
+    if var.kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise ConfigError(f"{var.name}={raw!r} ({source}) is not a boolean: use true or false")
+    if var.kind == "int":
+        if isinstance(raw, bool):
+            raise ConfigError(f"{var.name}={raw!r} ({source}) is not an integer")
+        try:
+            return int(str(raw).strip())
+        except ValueError:
+            raise ConfigError(f"{var.name}={raw!r} ({source}) is not an integer") from None
+    if var.kind == "list":
+        if isinstance(raw, list):
+            return [str(x).strip() for x in raw if str(x).strip()]
+        return [x.strip() for x in str(raw or "").split(",") if x.strip()]
+    raise AssertionError(var.kind)
+
+
+@cache
+def load_env_file(env: str) -> dict:
+    path = PACKAGE_DIR / f"{env}.env.yml"
+    with path.open(encoding="utf-8") as fh:
+        data = yaml.safe_load(fh) or {}
+    unknown = sorted(set(data.get("settings", {})) - set(VARIABLES))
+    if unknown:
+        raise ConfigError(f"{path.name}: unknown setting(s) {', '.join(unknown)}")
+    return data
+
+
+class Config:
+    """Resolved values: environment variable, else <env>.env.yml, else built-in default."""
+
+    def __init__(self, environ: dict[str, str] | None = None):
+        self.environ = dict(os.environ if environ is None else environ)
+        env = self.environ.get("BKLOG_ENV", "dev").strip() or "dev"
+        if env not in ENVIRONMENTS:
+            raise ConfigError(f"BKLOG_ENV={env!r} is not one of {', '.join(ENVIRONMENTS)}")
+        self.env = env
+        self.file = load_env_file(env)
+        self.values: dict[str, Any] = {}
+        self.sources: dict[str, str] = {}
+        for name, var in VARIABLES.items():
+            if name in self.environ:
+                self.values[name] = _convert(var, self.environ[name], "environment")
+                self.sources[name] = "environment"
+            elif name in self.file.get("settings", {}):
+                self.values[name] = _convert(var, self.file["settings"][name], f"{env}.env.yml")
+                self.sources[name] = f"{env}.env.yml"
+            else:
+                self.values[name] = var.default
+                self.sources[name] = "default"
+        self.values["BKLOG_ENV"] = env
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    def is_set(self, name: str) -> bool:
+        value = self.values[name]
+        return bool(value) if not isinstance(value, bool) else True
+
+    def validate(self) -> None:
+        """Raise one ConfigError naming every problem at once."""
+        problems = []
+        missing = [n for n in self.file.get("required", []) if not self.is_set(n)]
+        if missing:
+            problems.append(
+                f"BKLOG_ENV={self.env} requires these variables, which are not set: " + ", ".join(missing)
+            )
+        if self["BKLOG_DEBUG"] and self.env != "dev":
+            problems.append(f"BKLOG_DEBUG=true is refused with BKLOG_ENV={self.env}: DEBUG is only for dev")
+        if self["BKLOG_PIPELINE_MODE"] not in ("auto", "inline", "async"):
+            problems.append(f"BKLOG_PIPELINE_MODE={self['BKLOG_PIPELINE_MODE']!r} is not one of auto, inline, async")
+        if self["BKLOG_PIPELINE_MODE"] == "async" and not self["REDIS_URL"]:
+            problems.append("BKLOG_PIPELINE_MODE=async needs REDIS_URL (the Celery broker)")
+        for name in ("BKLOG_INGEST_MAX_BYTES", "BKLOG_INGEST_MAX_LINES", "BKLOG_SEARCH_MAX_SIZE",
+                     "BKLOG_SEARCH_DEFAULT_SIZE", "BKLOG_EXPORT_TTL_HOURS", "BKLOG_EXPORT_MAX_LINES",
+                     "GUNICORN_TIMEOUT", "GUNICORN_MAX_REQUESTS"):
+            if self[name] <= 0:
+                problems.append(f"{name}={self[name]} must be a positive integer")
+        if self["GUNICORN_WORKERS"] < 0:
+            problems.append(f"GUNICORN_WORKERS={self['GUNICORN_WORKERS']} must be 0 (auto) or more")
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self["BKLOG_DATA_DIR"]).expanduser().resolve()
+
+    @property
+    def pipeline_async(self) -> bool:
+        mode = self["BKLOG_PIPELINE_MODE"]
+        return mode == "async" or (mode == "auto" and bool(self["REDIS_URL"]))
+
+
+def load_app_spec() -> dict:
+    """bklog/app.yml: queues, worker programs, task limits and resources (the single source)."""
+    with (PACKAGE_DIR / "app.yml").open(encoding="utf-8") as fh:
+        return yaml.safe_load(fh)

@@ -1,0 +1,60 @@
+"""Gunicorn settings as the operations guide sets them; every value from the environment.
+
+    gunicorn -c gunicorn_config.py wsgi:application            (from the bklog/ folder)
+    gunicorn -c python:bklog.gunicorn_config bklog.wsgi:application
+"""
+
+import logging
+import multiprocessing
+import os
+import shutil
+from pathlib import Path
+
+from bklog import consul_registration
+from bklog.config import Config
+
+_config = Config()
+
+bind = [_config["GUNICORN_BIND"]]
+workers = _config["GUNICORN_WORKERS"] or 2 * multiprocessing.cpu_count()
+worker_class = "sync"
+timeout = _config["GUNICORN_TIMEOUT"]
+graceful_timeout = _config["GUNICORN_GRACEFUL_TIMEOUT"]
+keepalive = 5
+max_requests = _config["GUNICORN_MAX_REQUESTS"]
+max_requests_jitter = _config["GUNICORN_MAX_REQUESTS_JITTER"]
+accesslog = "-"
+errorlog = "-"
+loglevel = _config["BKLOG_LOG_LEVEL"].lower()
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
+proc_name = "bklog-api"
+umask = 0o007  # the unix socket is reachable by the bklog group (nginx joins it), not by everyone
+forwarded_allow_ips = "127.0.0.1"
+
+# prometheus_client multiprocess mode: one directory shared by all workers, emptied at start.
+_metrics_dir = Path(_config["PROMETHEUS_MULTIPROC_DIR"] or _config.data_dir / "prometheus")
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
+
+_service_id = None
+_log = logging.getLogger("gunicorn.error")
+
+
+def on_starting(server):
+    shutil.rmtree(_metrics_dir, ignore_errors=True)
+    _metrics_dir.mkdir(parents=True, exist_ok=True)
+
+
+def when_ready(server):
+    global _service_id
+    logging.getLogger("bklog.consul").handlers = _log.handlers
+    _service_id = consul_registration.register(server.cfg.bind[0], _config)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    consul_registration.deregister(_service_id, _config)

@@ -1,0 +1,116 @@
+"""Accepting a batch: decode, parse every line, store whole or not at all."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from bklog.logs.models import IndexSet, IngestBatch, LogLine
+from bklog.logs.parsing import LineError, parse_line
+
+log = logging.getLogger(__name__)
+MAX_REPORTED_LINE_ERRORS = 100
+
+
+class BatchRejected(Exception):
+    """The batch is refused as a whole; nothing of it was stored."""
+
+    def __init__(self, status: int, message: str, line_errors: list | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.line_errors = line_errors or []
+
+
+def decode_body(body: bytes, content_type: str) -> list:
+    """A JSON array of strings/objects (application/json), else newline-delimited text."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BatchRejected(400, f"body is not UTF-8 (byte {exc.start})") from None
+    if content_type.split(";")[0].strip().lower() == "application/json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise BatchRejected(400, f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        if isinstance(data, dict) and isinstance(data.get("lines"), list):
+            data = data["lines"]
+        if not isinstance(data, list):
+            raise BatchRejected(400, "JSON body must be an array of lines (strings or objects)")
+        return data
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def parse_batch(index_set: IndexSet, lines: list, received_at: datetime) -> list[tuple]:
+    if not lines:
+        raise BatchRejected(400, "batch is empty")
+    if len(lines) > settings.BKLOG_INGEST_MAX_LINES:
+        raise BatchRejected(413, f"batch has {len(lines)} lines; the limit is {settings.BKLOG_INGEST_MAX_LINES}")
+    parsed, errors = [], []
+    for number, raw in enumerate(lines, start=1):
+        try:
+            parsed.append(parse_line(index_set.parse, index_set.parse_pattern, raw, received_at))
+        except LineError as exc:
+            errors.append({"line": number, "error": str(exc)})
+    if errors:
+        shown = errors[:MAX_REPORTED_LINE_ERRORS]
+        raise BatchRejected(400, f"{len(errors)} of {len(lines)} lines failed the parse rule "
+                                 f"'{index_set.parse_rule}'; nothing was stored", shown)
+    return parsed
+
+
+def _insert(index_set: IndexSet, batch: IngestBatch, parsed: list[tuple]) -> None:
+    LogLine.objects.bulk_create(
+        [LogLine(index_set=index_set, timestamp=ts, message=msg, fields=fields, batch=batch) for ts, msg, fields in parsed],
+        batch_size=500,
+    )
+
+
+def accept(index_set: IndexSet, lines: list) -> dict:
+    """Validate and store a batch. Inline mode indexes it now; async mode queues it on `pipeline`."""
+    received_at = timezone.now()
+    parsed = parse_batch(index_set, lines, received_at)
+    if not settings.BKLOG_PIPELINE_ASYNC:
+        with transaction.atomic():
+            batch = IngestBatch.objects.create(index_set=index_set, received_at=received_at, lines=[],
+                                               line_count=len(parsed), status=IngestBatch.INDEXED,
+                                               indexed_at=received_at)
+            _insert(index_set, batch, parsed)
+        return {"accepted": len(parsed), "index_set": index_set.name, "batch": str(batch.id), "indexed": True}
+
+    from bklog.logs.tasks import index_batch
+
+    # Queue inside the transaction: if the broker refuses, the batch is rolled back and the client
+    # gets a 503 with nothing stored; the task waits for the commit if it runs first.
+    with transaction.atomic():
+        batch = IngestBatch.objects.create(index_set=index_set, received_at=received_at, lines=lines,
+                                           line_count=len(parsed))
+        try:
+            index_batch.apply_async(args=[str(batch.id)], countdown=0)
+        except Exception as exc:  # kombu raises OperationalError and friends
+            log.error("broker refused batch for %s: %s", index_set.name, exc)
+            raise BatchRejected(503, f"the task broker is unavailable ({exc.__class__.__name__}); nothing was stored, retry later") from None
+    return {"accepted": len(parsed), "index_set": index_set.name, "batch": str(batch.id), "indexed": False}
+
+
+def index_pending_batch(batch_id: str) -> str:
+    """Index a queued batch exactly once (the task may be delivered more than once)."""
+    with transaction.atomic():
+        batch = IngestBatch.objects.select_for_update().select_related("index_set").filter(pk=batch_id).first()
+        if batch is None:
+            return "missing"
+        if batch.status == IngestBatch.INDEXED:
+            return "already-indexed"
+        index_set = batch.index_set
+        parsed = parse_batch(index_set, batch.lines, batch.received_at)
+        _insert(index_set, batch, parsed)
+        batch.status = IngestBatch.INDEXED
+        batch.lines = []
+        batch.indexed_at = timezone.now()
+        batch.save(update_fields=["status", "lines", "indexed_at"])
+    return "indexed"

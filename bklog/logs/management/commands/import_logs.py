@@ -1,0 +1,51 @@
+import json
+import sys
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+from django.utils import timezone
+
+from bklog.logs.models import IndexSet, LogLine
+from bklog.logs.parsing import LineError, parse_timestamp
+
+
+class Command(BaseCommand):
+    help = "Load JSONL written by export_logs into an index set (streamed, committed in chunks)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("index_set")
+        parser.add_argument("--input", "-i", default="-", help="file path, or - for stdin")
+        parser.add_argument("--chunk", type=int, default=2000)
+
+    def handle(self, index_set, input, chunk, **options):
+        target = IndexSet.objects.filter(name=index_set).first()
+        if target is None:
+            raise CommandError(f"index set {index_set!r} does not exist")
+        source = sys.stdin if input == "-" else open(input, encoding="utf-8")
+        total, pending = 0, []
+        now = timezone.now()
+        with source:
+            for number, raw in enumerate(source, start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    record = json.loads(raw)
+                    pending.append(LogLine(index_set=target, timestamp=parse_timestamp(record["timestamp"], now),
+                                           message=str(record["message"]), fields=record.get("fields") or {}))
+                except (ValueError, KeyError, TypeError, LineError) as exc:
+                    raise CommandError(f"{input}:{number}: not an export record ({exc}); "
+                                       f"{total} lines before it were imported") from None
+                if len(pending) >= chunk:
+                    total += self._flush(pending)
+        total += self._flush(pending)
+        self.stderr.write(f"imported {total} lines into {index_set}")
+
+    @staticmethod
+    def _flush(pending: list) -> int:
+        if not pending:
+            return 0
+        with transaction.atomic():
+            LogLine.objects.bulk_create(pending, batch_size=500)
+        count = len(pending)
+        pending.clear()
+        return count

@@ -1,0 +1,128 @@
+"""Index sets, tokens, log lines, ingest batches and export jobs."""
+
+import hashlib
+import secrets
+import uuid
+
+from django.db import models
+
+
+def new_token(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_urlsafe(32)}"
+
+
+def hash_token(token: str) -> str:
+    """Tokens are stored as SHA-256 digests: a database dump never holds a usable token."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class IndexSet(models.Model):
+    PARSE_PLAIN, PARSE_JSON, PARSE_REGEX = "plain", "json", "regex"
+    PARSE_CHOICES = [(PARSE_PLAIN, "plain text"), (PARSE_JSON, "JSON object per line"), (PARSE_REGEX, "regex")]
+
+    name = models.SlugField(max_length=100, unique=True)
+    parse = models.CharField(max_length=10, choices=PARSE_CHOICES, default=PARSE_PLAIN)
+    parse_pattern = models.TextField(blank=True, default="")
+    retention_days = models.PositiveIntegerField(default=7)
+    ingest_token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def parse_rule(self) -> str:
+        return f"regex:{self.parse_pattern}" if self.parse == self.PARSE_REGEX else self.parse
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "parse": self.parse_rule,
+            "retention_days": self.retention_days,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+class ApiToken(models.Model):
+    ROLE_READER, ROLE_ADMIN = "reader", "admin"
+    ROLE_CHOICES = [(ROLE_READER, "search and export"), (ROLE_ADMIN, "search, export and administration")]
+
+    name = models.CharField(max_length=100, unique=True)
+    role = models.CharField(max_length=10, choices=ROLE_CHOICES, default=ROLE_ADMIN)
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return self.name
+
+
+class IngestBatch(models.Model):
+    """An accepted batch, kept until indexed so a redelivered task can tell it was done."""
+
+    PENDING, INDEXED = "pending", "indexed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    index_set = models.ForeignKey(IndexSet, on_delete=models.CASCADE, related_name="batches")
+    received_at = models.DateTimeField()
+    lines = models.JSONField(default=list)  # raw lines (strings or objects), emptied once indexed
+    line_count = models.PositiveIntegerField()
+    status = models.CharField(max_length=10, default=PENDING, db_index=True)
+    indexed_at = models.DateTimeField(null=True, blank=True)
+
+
+class LogLine(models.Model):
+    """One log line. The full-text index over `message` is created per database vendor in
+    migration 0002: an FTS5 external-content table on SQLite, a GIN index on PostgreSQL."""
+
+    index_set = models.ForeignKey(IndexSet, on_delete=models.CASCADE, related_name="lines")
+    timestamp = models.DateTimeField()
+    message = models.TextField()
+    fields = models.JSONField(default=dict, blank=True)
+    batch = models.ForeignKey(IngestBatch, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        indexes = [models.Index(fields=["index_set", "-timestamp", "-id"], name="logline_set_time")]
+
+    def as_hit(self) -> dict:
+        return {
+            "id": self.id,
+            "timestamp": self.timestamp.isoformat().replace("+00:00", "Z"),
+            "message": self.message,
+            "fields": self.fields,
+        }
+
+
+class ExportJob(models.Model):
+    PENDING, RUNNING, DONE, FAILED, EXPIRED = "pending", "running", "done", "failed", "expired"
+    FORMATS = ("jsonl", "csv")
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    index_set = models.ForeignKey(IndexSet, on_delete=models.CASCADE, related_name="exports")
+    query = models.JSONField(default=dict)  # q, start, end, fields
+    format = models.CharField(max_length=5, default="jsonl")
+    status = models.CharField(max_length=10, default=PENDING, db_index=True)
+    created_by = models.CharField(max_length=100, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    line_count = models.PositiveIntegerField(default=0)
+    file_name = models.CharField(max_length=200, blank=True, default="")
+    error = models.TextField(blank=True, default="")
+
+    def as_dict(self) -> dict:
+        return {
+            "id": str(self.id),
+            "index_set": self.index_set.name,
+            "status": self.status,
+            "format": self.format,
+            "query": self.query,
+            "lines": self.line_count,
+            "created_at": self.created_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "error": self.error or None,
+            "download_url": f"/api/v1/exports/{self.id}/download" if self.status == self.DONE else None,
+        }

@@ -1,0 +1,266 @@
+"""The HTTP API (JSON). Every refusal is a JSON body {"error": "..."} with a 4xx/5xx status."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.http import FileResponse, JsonResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from bklog.logs import auth, ingest
+from bklog.logs.models import ApiToken, ExportJob, IndexSet, hash_token, new_token
+from bklog.logs.parsing import validate_parse_rule
+from bklog.logs.search import SearchError, SearchRequest, parse_time, search, validate
+
+RESERVED_SEARCH_PARAMS = {"q", "start", "end", "size", "cursor"}
+INDEX_SET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
+
+
+def error(status: int, message: str, **extra) -> JsonResponse:
+    return JsonResponse({"error": message, **extra}, status=status)
+
+
+def _read_json(request) -> dict | JsonResponse:
+    if request.content_type != "application/json":
+        return error(415, "send a JSON object with Content-Type: application/json")
+    try:
+        data = json.loads(request.body.decode("utf-8") or "null")
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return error(400, f"body is not valid JSON: {exc}")
+    if not isinstance(data, dict):
+        return error(400, "body must be a JSON object")
+    return data
+
+
+def _require_api_token(request, admin: bool = False):
+    token = auth.api_token(request)
+    if token is None:
+        if auth.bearer_token(request) is None:
+            return None, error(401, "missing API token: send Authorization: Bearer TOKEN")
+        return None, error(401, "API token not recognised")
+    if admin and token.role != ApiToken.ROLE_ADMIN:
+        return None, error(403, f"token {token.name!r} is a reader token; this needs an admin token")
+    return token, None
+
+
+def _index_set_or_404(name: str):
+    index_set = IndexSet.objects.filter(name=name).first()
+    if index_set is None:
+        return None, error(404, f"index set {name!r} does not exist")
+    return index_set, None
+
+
+def create_index_set(name: str, parse: str = "plain", retention_days=7) -> tuple[IndexSet, str]:
+    """Shared by the API and `bklog create_index_set`. ValueError names what is wrong."""
+    if not isinstance(name, str) or not INDEX_SET_NAME.match(name):
+        raise ValueError(f"name {name!r} must be 1-100 of a-z, 0-9, '_' and '-', starting with a letter or digit")
+    if not isinstance(parse, str):
+        raise ValueError("parse must be a string: plain, json or regex:PATTERN")
+    kind, pattern = validate_parse_rule(parse)
+    if isinstance(retention_days, bool) or not isinstance(retention_days, int) or not 1 <= retention_days <= 3650:
+        raise ValueError(f"retention_days {retention_days!r} must be an integer from 1 to 3650")
+    token = new_token("ingest")
+    try:
+        with transaction.atomic():
+            index_set = IndexSet.objects.create(name=name, parse=kind, parse_pattern=pattern,
+                                                retention_days=retention_days, ingest_token_hash=hash_token(token))
+    except IntegrityError:
+        raise ValueError(f"index set {name!r} already exists") from None
+    return index_set, token
+
+
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+def index_sets(request):
+    if request.method == "GET":
+        _, refusal = _require_api_token(request)
+        if refusal:
+            return refusal
+        return JsonResponse({"index_sets": [s.as_dict() for s in IndexSet.objects.all()]})
+    _, refusal = _require_api_token(request, admin=True)
+    if refusal:
+        return refusal
+    data = _read_json(request)
+    if isinstance(data, JsonResponse):
+        return data
+    unknown = sorted(set(data) - {"name", "parse", "retention_days"})
+    if unknown:
+        return error(400, f"unknown field(s): {', '.join(unknown)}")
+    try:
+        index_set, token = create_index_set(data.get("name"), data.get("parse", "plain"), data.get("retention_days", 7))
+    except ValueError as exc:
+        status = 409 if "already exists" in str(exc) else 400
+        return error(status, str(exc))
+    return JsonResponse({**index_set.as_dict(), "ingest_token": token}, status=201)
+
+
+@require_http_methods(["GET"])
+def index_set_detail(request, name: str):
+    _, refusal = _require_api_token(request)
+    if refusal:
+        return refusal
+    index_set, refusal = _index_set_or_404(name)
+    if refusal:
+        return refusal
+    return JsonResponse({**index_set.as_dict(), "lines": index_set.lines.count()})
+
+
+@csrf_exempt
+@require_http_methods(["POST"])
+def ingest_view(request, name: str):
+    index_set, refusal = _index_set_or_404(name)
+    if refusal:
+        return refusal
+    token = auth.bearer_token(request)
+    if token is None:
+        return error(401, "missing ingest token: send Authorization: Bearer INGEST_TOKEN")
+    if not auth.ingest_token_matches(index_set, token):
+        return error(403, f"this token may not ingest into {name!r}")
+    limit = settings.BKLOG_INGEST_MAX_BYTES
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        return error(413, f"body of {declared} bytes exceeds the ingest limit of {limit} bytes")
+    body = request.read(limit + 1)
+    if len(body) > limit:
+        return error(413, f"body exceeds the ingest limit of {limit} bytes")
+    try:
+        lines = ingest.decode_body(body, request.content_type or "")
+        result = ingest.accept(index_set, lines)
+    except ingest.BatchRejected as exc:
+        extra = {"line_errors": exc.line_errors} if exc.line_errors else {}
+        return error(exc.status, exc.message, **extra)
+    return JsonResponse(result, status=202 if not result["indexed"] else 200)
+
+
+def _search_request_from_params(params) -> SearchRequest:
+    fields = {}
+    for key in params:
+        if key in RESERVED_SEARCH_PARAMS:
+            continue
+        if key.startswith("field."):
+            fields[key[len("field."):]] = params[key]
+        else:
+            raise SearchError(key, f"unknown parameter {key!r}: use q, start, end, size, cursor or field.NAME")
+    return SearchRequest(
+        q=params.get("q", ""),
+        start=parse_time("start", params.get("start")),
+        end=parse_time("end", params.get("end")),
+        fields=fields,
+    )
+
+
+@require_http_methods(["GET"])
+def search_view(request, name: str):
+    _, refusal = _require_api_token(request)
+    if refusal:
+        return refusal
+    index_set, refusal = _index_set_or_404(name)
+    if refusal:
+        return refusal
+    try:
+        search_request = _search_request_from_params(request.GET)
+        size_raw = request.GET.get("size", str(settings.BKLOG_SEARCH_DEFAULT_SIZE))
+        try:
+            size = int(size_raw)
+        except ValueError:
+            raise SearchError("size", f"size={size_raw!r} is not an integer") from None
+        if not 1 <= size <= settings.BKLOG_SEARCH_MAX_SIZE:
+            raise SearchError("size", f"size must be from 1 to {settings.BKLOG_SEARCH_MAX_SIZE}")
+        result = search(index_set, search_request, size, request.GET.get("cursor") or None)
+    except SearchError as exc:
+        return error(400, str(exc), param=exc.param)
+    return JsonResponse(result)
+
+
+@csrf_exempt
+@require_http_methods(["POST"])
+def exports_view(request, name: str):
+    token, refusal = _require_api_token(request)
+    if refusal:
+        return refusal
+    index_set, refusal = _index_set_or_404(name)
+    if refusal:
+        return refusal
+    data = _read_json(request)
+    if isinstance(data, JsonResponse):
+        return data
+    unknown = sorted(set(data) - {"q", "start", "end", "fields", "format"})
+    if unknown:
+        return error(400, f"unknown field(s): {', '.join(unknown)}")
+    fmt = data.get("format", "jsonl")
+    if fmt not in ExportJob.FORMATS:
+        return error(400, f"format {fmt!r} is not one of {', '.join(ExportJob.FORMATS)}", param="format")
+    if not isinstance(data.get("fields", {}), dict):
+        return error(400, "fields must be an object of field name to value", param="fields")
+    if not isinstance(data.get("q", ""), str):
+        return error(400, "q must be a string", param="q")
+    try:
+        search_request = SearchRequest.from_dict(data)
+        validate(search_request)
+    except SearchError as exc:
+        return error(400, str(exc), param=exc.param)
+
+    from bklog.logs.tasks import run_export
+
+    try:
+        with transaction.atomic():
+            job = ExportJob.objects.create(index_set=index_set, query=search_request.as_dict(), format=fmt,
+                                           created_by=token.name)
+            if settings.BKLOG_PIPELINE_ASYNC:
+                run_export.apply_async(args=[str(job.id)])
+    except Exception as exc:
+        if settings.BKLOG_PIPELINE_ASYNC and exc.__class__.__module__.startswith(("kombu", "redis", "celery")):
+            return error(503, f"the task broker is unavailable ({exc.__class__.__name__}); no export was created")
+        raise
+    if not settings.BKLOG_PIPELINE_ASYNC:
+        run_export.apply(args=[str(job.id)], throw=False)  # failure is recorded on the job
+        job.refresh_from_db()
+    return JsonResponse(job.as_dict(), status=202)
+
+
+def _job_or_404(job_id):
+    job = ExportJob.objects.select_related("index_set").filter(pk=job_id).first()
+    if job is None:
+        return None, error(404, f"export {job_id} does not exist")
+    return job, None
+
+
+@require_http_methods(["GET"])
+def export_detail(request, job_id):
+    _, refusal = _require_api_token(request)
+    if refusal:
+        return refusal
+    job, refusal = _job_or_404(job_id)
+    if refusal:
+        return refusal
+    return JsonResponse(job.as_dict())
+
+
+@require_http_methods(["GET"])
+def export_download(request, job_id):
+    _, refusal = _require_api_token(request)
+    if refusal:
+        return refusal
+    job, refusal = _job_or_404(job_id)
+    if refusal:
+        return refusal
+    if job.status == ExportJob.EXPIRED or (job.expires_at and job.expires_at <= timezone.now()):
+        return error(410, f"export {job.id} expired at {job.expires_at.isoformat()}")
+    if job.status != ExportJob.DONE:
+        return error(409, f"export {job.id} is {job.status}, not done yet")
+    from bklog.logs.exports import export_path
+
+    path = export_path(job)
+    if not path.exists():
+        return error(410, f"export {job.id} file is gone")
+    content_type = "text/csv" if job.format == "csv" else "application/x-ndjson"
+    return FileResponse(open(path, "rb"), as_attachment=True, filename=f"{job.index_set.name}-{job.id}.{job.format}",
+                        content_type=content_type)

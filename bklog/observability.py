@@ -1,0 +1,186 @@
+"""/healthz, /readyz and /metrics, and the request metrics middleware.
+
+Under gunicorn, PROMETHEUS_MULTIPROC_DIR is set by gunicorn_config.py before workers fork, so
+every worker writes its samples to files there and /metrics aggregates them all.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from django.conf import settings
+from django.db import connection
+from django.http import HttpResponse, JsonResponse
+from django.urls import Resolver404, resolve
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+
+import bklog
+
+log = logging.getLogger(__name__)
+
+REQUESTS = Counter("bklog_http_requests_total", "HTTP requests by view, method and status",
+                   ["view", "method", "status"])
+LATENCY = Histogram("bklog_http_request_duration_seconds", "HTTP request latency by view and status",
+                    ["view", "method", "status"],
+                    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 65.0))
+
+
+def _view_name(request) -> str:
+    match = getattr(request, "resolver_match", None)
+    if match is None:
+        try:
+            match = resolve(request.path_info)
+        except Resolver404:
+            return "unmatched"
+    return match.url_name or match.view_name or "unnamed"
+
+
+class MetricsMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        started = time.perf_counter()
+        response = self.get_response(request)
+        view = _view_name(request)
+        if view != "metrics":
+            labels = (view, request.method, str(response.status_code))
+            REQUESTS.labels(*labels).inc()
+            LATENCY.labels(*labels).observe(time.perf_counter() - started)
+        return response
+
+
+def healthz(request):
+    """Liveness: the process answers. Touches no dependency."""
+    return JsonResponse({"status": "ok", "version": bklog.__version__})
+
+
+def _check_database() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return "ok"
+
+
+_migrations_ok = False
+
+
+def _check_migrations() -> str:
+    global _migrations_ok
+    if _migrations_ok:
+        return "ok"
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    if plan:
+        raise RuntimeError(f"{len(plan)} migration(s) not applied: run `bklog migrate`")
+    _migrations_ok = True
+    return "ok"
+
+
+def _check_index() -> str:
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute("SELECT count(*) FROM sqlite_master WHERE type='trigger' AND name LIKE 'logs_logline_fts_%'")
+            if cursor.fetchone()[0] != 3:
+                raise RuntimeError("FTS5 triggers on logs_logline are missing: the log index would drift")
+            cursor.execute("SELECT rowid FROM logs_logline_fts LIMIT 1")
+        else:
+            cursor.execute("SELECT 1 FROM pg_indexes WHERE indexname = 'logs_logline_message_fts'")
+            if cursor.fetchone() is None:
+                raise RuntimeError("GIN index logs_logline_message_fts is missing")
+    return "ok"
+
+
+def _check_broker() -> str:
+    if not settings.BKLOG_PIPELINE_ASYNC:
+        return "inline (no broker configured)"
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        client.ping()
+    finally:
+        client.close()
+    return "ok"
+
+
+READINESS_CHECKS = {
+    "database": _check_database,
+    "migrations": _check_migrations,
+    "index": _check_index,
+    "broker": _check_broker,
+}
+
+
+def readyz(request):
+    """Readiness: database, schema, log index and broker reachable; 503 naming what failed."""
+    results, failed = {}, []
+    for name, check in READINESS_CHECKS.items():
+        try:
+            results[name] = check()
+        except Exception as exc:
+            results[name] = f"failed: {exc.__class__.__name__}: {exc}"
+            failed.append(name)
+    if failed:
+        log.warning("not ready: %s", results)
+        return JsonResponse({"status": "unavailable", "failed": failed, "checks": results, "version": bklog.__version__},
+                            status=503)
+    return JsonResponse({"status": "ready", "checks": results, "version": bklog.__version__})
+
+
+class StateCollector:
+    """Gauges read at scrape time: Celery queue depth per queue, database connections."""
+
+    def collect(self):
+        from bklog.celery_app import all_queues
+
+        depth = GaugeMetricFamily("bklog_celery_queue_length", "Messages waiting per Celery queue", labels=["queue"])
+        if settings.BKLOG_PIPELINE_ASYNC:
+            try:
+                import redis
+
+                client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
+                try:
+                    for queue in all_queues():
+                        depth.add_metric([queue], float(client.llen(queue)))
+                finally:
+                    client.close()
+            except Exception as exc:
+                log.warning("queue depth unavailable: %s", exc)
+        yield depth
+
+        in_use = GaugeMetricFamily("bklog_db_connections_in_use", "Connections open to the database (all clients)")
+        limit = GaugeMetricFamily("bklog_db_connections_max", "The database's connection limit")
+        try:
+            with connection.cursor() as cursor:
+                if connection.vendor == "postgresql":
+                    cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+                    in_use.add_metric([], float(cursor.fetchone()[0]))
+                    cursor.execute("SHOW max_connections")
+                    limit.add_metric([], float(cursor.fetchone()[0]))
+                else:
+                    in_use.add_metric([], 1.0)
+        except Exception as exc:
+            log.warning("database connection metrics unavailable: %s", exc)
+        yield in_use
+        yield limit
+
+        info = GaugeMetricFamily("bklog_build_info", "Running version", labels=["version", "env"])
+        info.add_metric([bklog.__version__, settings.BKLOG_ENV], 1.0)
+        yield info
+
+
+def metrics(request):
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        MultiProcessCollector(registry)
+    else:  # a single process (dev server, tests): read the in-process metrics
+        registry.register(REQUESTS)
+        registry.register(LATENCY)
+    registry.register(StateCollector())
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,113 @@
+"""Django settings, all from the environment through bklog.config (see docs/configuration.md)."""
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from bklog.config import Config, ConfigError
+
+try:
+    CONFIG = Config()
+    CONFIG.validate()
+except ConfigError as exc:
+    raise ImproperlyConfigured(f"bklog configuration: {exc}") from None
+
+BKLOG_ENV = CONFIG.env
+DATA_DIR: Path = CONFIG.data_dir
+try:
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+except OSError as exc:
+    raise ImproperlyConfigured(f"bklog configuration: BKLOG_DATA_DIR={DATA_DIR} cannot be created: {exc}") from None
+DEBUG = CONFIG["BKLOG_DEBUG"]
+SECRET_KEY = CONFIG["BKLOG_SECRET_KEY"] or "dev-insecure-secret-key-do-not-use-in-production"
+ALLOWED_HOSTS = CONFIG["BKLOG_ALLOWED_HOSTS"] or (["*"] if BKLOG_ENV == "dev" else [])
+
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.staticfiles",
+    "bklog.logs",
+]
+
+MIDDLEWARE = [
+    "bklog.observability.MetricsMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "bklog.urls"
+WSGI_APPLICATION = "bklog.wsgi.application"
+TEMPLATES: list = []
+APPEND_SLASH = False
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        CONFIG["DATABASE_URL"] or f"sqlite:///{DATA_DIR / 'bklog.sqlite3'}",
+        conn_max_age=CONFIG["BKLOG_DB_CONN_MAX_AGE"],
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets searches read while a batch is written; the busy timeout rides out writer bursts.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0 if DATABASES["default"]["NAME"] == ":memory:" else 600
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-bklog.sqlite3")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = CONFIG["REDIS_URL"]
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+USE_TZ = True
+TIME_ZONE = "UTC"
+LANGUAGE_CODE = "en-us"
+USE_I18N = False
+
+STATIC_URL = "/static/"
+STATIC_ROOT = CONFIG["BKLOG_STATIC_ROOT"] or str(DATA_DIR / "static")
+STATICFILES_DIRS = [str(Path(__file__).resolve().parent / "static")]
+
+# Ingest bodies are checked by the view (413 with a JSON error); Django's own cap sits above it.
+DATA_UPLOAD_MAX_MEMORY_SIZE = CONFIG["BKLOG_INGEST_MAX_BYTES"] + 1024 * 1024
+BKLOG_INGEST_MAX_BYTES = CONFIG["BKLOG_INGEST_MAX_BYTES"]
+BKLOG_INGEST_MAX_LINES = CONFIG["BKLOG_INGEST_MAX_LINES"]
+BKLOG_SEARCH_DEFAULT_SIZE = CONFIG["BKLOG_SEARCH_DEFAULT_SIZE"]
+BKLOG_SEARCH_MAX_SIZE = CONFIG["BKLOG_SEARCH_MAX_SIZE"]
+BKLOG_EXPORT_TTL_HOURS = CONFIG["BKLOG_EXPORT_TTL_HOURS"]
+BKLOG_EXPORT_MAX_LINES = CONFIG["BKLOG_EXPORT_MAX_LINES"]
+BKLOG_EXPORT_DIR = DATA_DIR / "exports"
+BKLOG_PIPELINE_ASYNC = CONFIG.pipeline_async
+
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Celery: routes, limits and the beat schedule come from app.yml (bklog/celery_app.py).
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ALWAYS_EAGER = not BKLOG_PIPELINE_ASYNC
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CONFIG["BKLOG_CELERY_VISIBILITY_TIMEOUT"]}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"}},
+    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["stdout"], "level": CONFIG["BKLOG_LOG_LEVEL"]},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}

@@ -1,0 +1,21 @@
+from django.urls import path
+
+from bklog import observability
+from bklog.logs import views
+
+urlpatterns = [
+    path("healthz", observability.healthz, name="healthz"),
+    path("readyz", observability.readyz, name="readyz"),
+    path("metrics", observability.metrics, name="metrics"),
+    path("api/v1/index_sets", views.index_sets, name="index_sets"),
+    path("api/v1/index_sets/<str:name>", views.index_set_detail, name="index_set_detail"),
+    path("api/v1/index_sets/<str:name>/ingest", views.ingest_view, name="ingest"),
+    path("api/v1/index_sets/<str:name>/search", views.search_view, name="search"),
+    path("api/v1/index_sets/<str:name>/exports", views.exports_view, name="exports"),
+    path("api/v1/exports/<uuid:job_id>", views.export_detail, name="export_detail"),
+    path("api/v1/exports/<uuid:job_id>/download", views.export_download, name="export_download"),
+]
+
+handler400 = "bklog.logs.errors.bad_request"
+handler404 = "bklog.logs.errors.not_found"
+handler500 = "bklog.logs.errors.server_error"
