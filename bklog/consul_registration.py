@@ -74,7 +74,7 @@ def register(bind: str, config: Config | None = None) -> str | None:
         check = consul.Check.http(reg["check_url"], reg["interval"], timeout=reg["timeout"], deregister=reg["deregister"])
         _agent(config).agent.service.register(
             reg["name"], service_id=reg["service_id"], address=reg["address"], port=reg["port"],
-            tags=reg["tags"], check=check,
+            tags=reg["tags"], check=check, replace_existing_checks=True,
         )
     except Exception as exc:
         log.warning("Consul registration at %s failed, serving without it: %s: %s",

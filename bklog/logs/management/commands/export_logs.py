@@ -45,14 +45,18 @@ class Command(BaseCommand):
 
 
 def _last_position(path: Path):
-    """(timestamp, id) of the last complete line of a partial export, or None."""
+    """(timestamp, id) of the last complete line of a partial export, or None.
+    A trailing partial line (the writer died mid-line) is cut off so the file stays valid JSONL."""
     if not path.exists():
         return None
-    last = None
-    with path.open(encoding="utf-8") as fh:
+    last, good_bytes = None, 0
+    with path.open("rb") as fh:
         for line in fh:
-            if line.endswith("\n"):
+            if line.endswith(b"\n"):
                 last = line
+                good_bytes += len(line)
+    with path.open("r+b") as fh:
+        fh.truncate(good_bytes)
     if last is None:
         return None
     record = json.loads(last)

@@ -1,0 +1,50 @@
+import pytest
+
+from bklog.logs.models import ApiToken, hash_token, new_token
+from bklog.logs.views import create_index_set
+
+
+@pytest.fixture
+def admin_token(db):
+    token = new_token("api")
+    ApiToken.objects.create(name="admin", role=ApiToken.ROLE_ADMIN, token_hash=hash_token(token))
+    return token
+
+
+@pytest.fixture
+def reader_token(db):
+    token = new_token("api")
+    ApiToken.objects.create(name="reader", role=ApiToken.ROLE_READER, token_hash=hash_token(token))
+    return token
+
+
+@pytest.fixture
+def make_index_set(db):
+    def make(name="app", parse="plain", retention_days=7):
+        index_set, token = create_index_set(name, parse, retention_days)
+        return index_set, token
+    return make
+
+
+def auth(token):
+    return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+
+
+@pytest.fixture
+def ingest(client):
+    """POST lines (a list -> JSON array, a str -> newline-delimited text)."""
+    def do(name, token, lines, content_type=None):
+        if isinstance(lines, (list, dict)):
+            import json
+            return client.post(f"/api/v1/index_sets/{name}/ingest", data=json.dumps(lines),
+                               content_type=content_type or "application/json", **auth(token))
+        return client.post(f"/api/v1/index_sets/{name}/ingest", data=lines,
+                           content_type=content_type or "text/plain", **auth(token))
+    return do
+
+
+@pytest.fixture
+def search(client):
+    def do(name, token, **params):
+        return client.get(f"/api/v1/index_sets/{name}/search", params, **auth(token))
+    return do

@@ -1,0 +1,123 @@
+"""Index sets over the API, and export jobs (inline in the embedded default)."""
+
+import csv
+import io
+import json
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from bklog.logs.models import ExportJob, IndexSet
+
+pytestmark = pytest.mark.django_db
+
+
+def post_json(client, url, token, data):
+    return client.post(url, data=json.dumps(data), content_type="application/json",
+                       HTTP_AUTHORIZATION=f"Bearer {token}")
+
+
+def test_create_index_set_over_the_api(client, admin_token, reader_token, ingest):
+    r = post_json(client, "/api/v1/index_sets", admin_token, {"name": "web", "parse": "json", "retention_days": 3})
+    assert r.status_code == 201
+    body = r.json()
+    assert body["name"] == "web" and body["parse"] == "json" and body["ingest_token"].startswith("ingest_")
+    assert ingest("web", body["ingest_token"], '{"msg": "hi"}').status_code == 200
+    assert IndexSet.objects.get(name="web").ingest_token_hash != body["ingest_token"]
+    r = client.get("/api/v1/index_sets", HTTP_AUTHORIZATION=f"Bearer {reader_token}")
+    assert [s["name"] for s in r.json()["index_sets"]] == ["web"]
+    r = client.get("/api/v1/index_sets/web", HTTP_AUTHORIZATION=f"Bearer {reader_token}")
+    assert r.json()["lines"] == 1
+
+
+@pytest.mark.parametrize("data, status, message", [
+    ({"name": "web"}, 409, "index set 'web' already exists"),
+    ({"name": "Bad Name"}, 400, "name 'Bad Name' must be"),
+    ({"name": "x", "parse": "xml"}, 400, "parse rule 'xml' is not one of plain, json, regex:PATTERN"),
+    ({"name": "x", "parse": "regex:(unclosed"}, 400, "regex does not compile"),
+    ({"name": "x", "parse": "regex:\\w+"}, 400, "no named groups"),
+    ({"name": "x", "retention_days": 0}, 400, "retention_days 0 must be an integer from 1 to 3650"),
+    ({"name": "x", "retention_days": "7"}, 400, "retention_days '7' must be an integer"),
+    ({"name": "x", "colour": "red"}, 400, "unknown field(s): colour"),
+])
+def test_create_index_set_refusals(client, admin_token, data, status, message):
+    post_json(client, "/api/v1/index_sets", admin_token, {"name": "web"})
+    r = post_json(client, "/api/v1/index_sets", admin_token, data)
+    assert r.status_code == status and message in r.json()["error"]
+    assert IndexSet.objects.count() == 1
+
+
+def test_create_index_set_needs_admin_and_json(client, reader_token, admin_token):
+    r = post_json(client, "/api/v1/index_sets", reader_token, {"name": "web"})
+    assert r.status_code == 403 and "reader token" in r.json()["error"]
+    r = client.post("/api/v1/index_sets", data="name=web", content_type="application/x-www-form-urlencoded",
+                    HTTP_AUTHORIZATION=f"Bearer {admin_token}")
+    assert r.status_code == 415
+    r = client.post("/api/v1/index_sets", data="{bad", content_type="application/json",
+                    HTTP_AUTHORIZATION=f"Bearer {admin_token}")
+    assert r.status_code == 400 and "not valid JSON" in r.json()["error"]
+    assert IndexSet.objects.count() == 0
+
+
+@pytest.fixture
+def loaded(make_index_set, ingest):
+    _, token = make_index_set("app")
+    ingest("app", token, [{"message": f"line {i} {'even' if i % 2 == 0 else 'odd'}", "n": i,
+                           "@timestamp": f"2026-01-01T00:00:{i:02d}Z"} for i in range(10)])
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_export_job_writes_and_downloads(loaded, client, reader_token, fmt):
+    r = post_json(client, "/api/v1/index_sets/app/exports", reader_token, {"q": "even", "format": fmt})
+    assert r.status_code == 202
+    job = r.json()
+    assert job["status"] == "done" and job["lines"] == 5
+    status = client.get(f"/api/v1/exports/{job['id']}", HTTP_AUTHORIZATION=f"Bearer {reader_token}").json()
+    assert status["download_url"] == f"/api/v1/exports/{job['id']}/download"
+    download = client.get(status["download_url"], HTTP_AUTHORIZATION=f"Bearer {reader_token}")
+    assert download.status_code == 200
+    body = b"".join(download.streaming_content).decode()
+    if fmt == "jsonl":
+        records = [json.loads(line) for line in body.splitlines()]
+        assert [r["message"] for r in records] == [f"line {i} even" for i in (0, 2, 4, 6, 8)]
+    else:
+        rows = list(csv.reader(io.StringIO(body)))
+        assert rows[0] == ["timestamp", "message", "fields"] and len(rows) == 6
+        assert json.loads(rows[1][2]) == {"n": 0}
+
+
+def test_export_expires(loaded, client, reader_token):
+    from bklog.logs.tasks import cleanup_exports
+
+    job = post_json(client, "/api/v1/index_sets/app/exports", reader_token, {}).json()
+    ExportJob.objects.filter(pk=job["id"]).update(expires_at=timezone.now() - timedelta(seconds=1))
+    r = client.get(f"/api/v1/exports/{job['id']}/download", HTTP_AUTHORIZATION=f"Bearer {reader_token}")
+    assert r.status_code == 410 and "expired" in r.json()["error"]
+    assert cleanup_exports() == 1
+    assert ExportJob.objects.get(pk=job["id"]).status == "expired"
+    from django.conf import settings
+    assert not (settings.BKLOG_EXPORT_DIR / f"{job['id']}.jsonl").exists()
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"format": "xml"}, "format 'xml' is not one of jsonl, csv"),
+    ({"q": "a OR"}, "malformed query"),
+    ({"start": "2026-02-01T00:00:00Z", "end": "2026-01-01T00:00:00Z"}, "is after end"),
+    ({"fields": ["a"]}, "fields must be an object"),
+    ({"limit": 5}, "unknown field(s): limit"),
+])
+def test_export_refusals_create_no_job(loaded, client, reader_token, data, message):
+    r = post_json(client, "/api/v1/index_sets/app/exports", reader_token, data)
+    assert r.status_code == 400 and message in r.json()["error"]
+    assert ExportJob.objects.count() == 0
+
+
+def test_export_status_unknown_and_not_done(loaded, client, reader_token):
+    import uuid
+
+    r = client.get(f"/api/v1/exports/{uuid.uuid4()}", HTTP_AUTHORIZATION=f"Bearer {reader_token}")
+    assert r.status_code == 404
+    job = ExportJob.objects.create(index_set=IndexSet.objects.get(name="app"), query={})
+    r = client.get(f"/api/v1/exports/{job.id}/download", HTTP_AUTHORIZATION=f"Bearer {reader_token}")
+    assert r.status_code == 409 and "is pending" in r.json()["error"]

@@ -1,0 +1,125 @@
+"""Ingest: every accepted shape, every refusal, and nothing half-written."""
+
+import json
+
+import pytest
+
+from bklog.logs.models import IngestBatch, LogLine
+
+pytestmark = pytest.mark.django_db
+
+
+def test_newline_text_and_json_arrays(make_index_set, ingest):
+    _, token = make_index_set("app")
+    r = ingest("app", token, "first line\n\nsecond line\n")
+    assert r.status_code == 200 and r.json()["accepted"] == 2
+    r = ingest("app", token, ["third", {"message": "fourth", "level": "info", "@timestamp": "2026-01-02T03:04:05Z"}])
+    assert r.status_code == 200 and r.json()["accepted"] == 2
+    fourth = LogLine.objects.get(message="fourth")
+    assert fourth.fields == {"level": "info"} and fourth.timestamp.isoformat() == "2026-01-02T03:04:05+00:00"
+    assert LogLine.objects.count() == 4
+
+
+def test_json_parse_rule(make_index_set, ingest):
+    _, token = make_index_set("svc", parse="json")
+    r = ingest("svc", token, '{"msg": "hello", "status": 500, "time": 1700000000}\n{"event": "login"}\n')
+    assert r.status_code == 200, r.json()
+    line = LogLine.objects.get(message="hello")
+    assert line.fields == {"status": 500} and line.timestamp.year == 2023
+    assert LogLine.objects.filter(message='{"event": "login"}').exists()
+
+
+def test_regex_parse_rule_named_groups_become_fields(make_index_set, ingest):
+    _, token = make_index_set("nginx", parse=r"regex:^(?P<timestamp>\S+) (?P<level>[A-Z]+) (?P<message>.*)$")
+    r = ingest("nginx", token, "2026-03-01T10:00:00+08:00 ERROR upstream timed out\n")
+    assert r.status_code == 200
+    line = LogLine.objects.get()
+    assert line.message == "upstream timed out" and line.fields == {"level": "ERROR"}
+    assert line.timestamp.isoformat() == "2026-03-01T02:00:00+00:00"
+
+
+def test_unparseable_lines_reject_the_whole_batch_with_per_line_errors(make_index_set, ingest):
+    _, token = make_index_set("svc", parse="json")
+    r = ingest("svc", token, '{"msg": "ok"}\nnot json\n[1, 2]\n{"msg": "x", "time": "yesterday"}\n')
+    assert r.status_code == 400
+    body = r.json()
+    assert "3 of 4 lines failed the parse rule 'json'" in body["error"]
+    assert [e["line"] for e in body["line_errors"]] == [2, 3, 4]
+    assert "not valid JSON" in body["line_errors"][0]["error"]
+    assert "must be an object" in body["line_errors"][1]["error"]
+    assert "'yesterday' is not ISO 8601" in body["line_errors"][2]["error"]
+    assert LogLine.objects.count() == 0 and IngestBatch.objects.count() == 0
+
+
+def test_regex_mismatch_and_wrong_types(make_index_set, ingest):
+    _, token = make_index_set("re", parse=r"regex:^(?P<level>[A-Z]+) ")
+    r = ingest("re", token, ["INFO fine", "lowercase bad", 42, ""])
+    assert r.status_code == 400
+    errors = {e["line"]: e["error"] for e in r.json()["line_errors"]}
+    assert errors == {2: "does not match the index set's regex",
+                      3: "a line must be a string or an object, not int", 4: "empty line"}
+    assert LogLine.objects.count() == 0
+
+
+@pytest.mark.parametrize("body, content_type, status, message", [
+    ("[1, 2", "application/json", 400, "body is not valid JSON"),
+    ('{"a": 1}', "application/json", 400, "JSON body must be an array"),
+    ("[]", "application/json", 400, "batch is empty"),
+    ("\n\n", "text/plain", 400, "batch is empty"),
+])
+def test_malformed_bodies(make_index_set, client, body, content_type, status, message):
+    _, token = make_index_set("app")
+    r = client.post("/api/v1/index_sets/app/ingest", data=body, content_type=content_type,
+                    HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert r.status_code == status and message in r.json()["error"]
+    assert LogLine.objects.count() == 0
+
+
+def test_invalid_utf8(make_index_set, client):
+    _, token = make_index_set("app")
+    r = client.post("/api/v1/index_sets/app/ingest", data=b"ok\n\xff\xfe bad\n", content_type="text/plain",
+                    HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert r.status_code == 400 and "not UTF-8" in r.json()["error"]
+
+
+def test_oversize_body_is_413(make_index_set, ingest, settings):
+    settings.BKLOG_INGEST_MAX_BYTES = 1000
+    _, token = make_index_set("app")
+    r = ingest("app", token, "x" * 600 + "\n" + "y" * 600 + "\n")
+    assert r.status_code == 413 and "exceeds the ingest limit of 1000 bytes" in r.json()["error"]
+    assert LogLine.objects.count() == 0
+
+
+def test_too_many_lines_is_413(make_index_set, ingest, settings):
+    settings.BKLOG_INGEST_MAX_LINES = 3
+    _, token = make_index_set("app")
+    r = ingest("app", token, ["a", "b", "c", "d"])
+    assert r.status_code == 413 and "the limit is 3" in r.json()["error"]
+
+
+def test_tokens(make_index_set, ingest, client, admin_token):
+    _, token = make_index_set("app")
+    _, other = make_index_set("other")
+    assert ingest("app", other, ["x"]).status_code == 403
+    assert ingest("app", admin_token, ["x"]).status_code == 403  # API tokens cannot ingest
+    r = client.post("/api/v1/index_sets/app/ingest", data="x", content_type="text/plain")
+    assert r.status_code == 401 and "missing ingest token" in r.json()["error"]
+    r = ingest("nope", token, ["x"])
+    assert r.status_code == 404 and r.json()["error"] == "index set 'nope' does not exist"
+    assert LogLine.objects.count() == 0
+
+
+def test_basic_auth_password_is_accepted_as_ingest_token(make_index_set, client):
+    import base64
+
+    _, token = make_index_set("app")
+    basic = base64.b64encode(f"shipper:{token}".encode()).decode()
+    r = client.post("/api/v1/index_sets/app/ingest", data="via basic", content_type="text/plain",
+                    HTTP_AUTHORIZATION=f"Basic {basic}")
+    assert r.status_code == 200
+
+
+def test_wrong_method_and_unknown_path(client):
+    assert client.get("/api/v1/index_sets/app/ingest").status_code == 405
+    r = client.get("/api/v1/nothing")
+    assert r.status_code == 404 and r.json()["error"] == "no such endpoint: /api/v1/nothing"

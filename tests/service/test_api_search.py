@@ -1,0 +1,120 @@
+"""Search: full text, phrases, boolean operators, time range, field filters, cursor pagination."""
+
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+LINES = [
+    {"message": "database connection reset by peer", "level": "error", "@timestamp": "2026-01-01T00:00:01Z"},
+    {"message": "connection established", "level": "info", "@timestamp": "2026-01-01T00:00:02Z"},
+    {"message": "redis connection timeout", "level": "error", "status": 503, "@timestamp": "2026-01-01T00:00:03Z"},
+    {"message": "reset password for user", "level": "info", "@timestamp": "2026-01-01T00:00:04Z"},
+    {"message": "disk almost full", "level": "warn", "@timestamp": "2026-01-01T00:00:05Z"},
+]
+
+
+@pytest.fixture
+def loaded(make_index_set, ingest, admin_token):
+    _, token = make_index_set("app")
+    assert ingest("app", token, LINES).status_code == 200
+    _, other_token = make_index_set("other")
+    ingest("other", other_token, ["connection from another index set"])
+    return admin_token
+
+
+def messages(response):
+    assert response.status_code == 200, response.json()
+    return [hit["message"] for hit in response.json()["hits"]]
+
+
+@pytest.mark.parametrize("q, expected", [
+    ("connection", ["redis connection timeout", "connection established", "database connection reset by peer"]),
+    ("connection reset", ["database connection reset by peer"]),
+    ('"reset by peer"', ["database connection reset by peer"]),
+    ('"peer by reset"', []),
+    ("reset OR disk", ["disk almost full", "reset password for user", "database connection reset by peer"]),
+    ("connection NOT timeout", ["connection established", "database connection reset by peer"]),
+    ("connection -timeout -established", ["database connection reset by peer"]),
+    ("NOT connection", ["disk almost full", "reset password for user"]),
+    ("(redis OR database) AND connection", ["redis connection timeout", "database connection reset by peer"]),
+    ("disk OR NOT connection", ["disk almost full", "reset password for user"]),
+    ("CONNECTION Timeout", ["redis connection timeout"]),
+    ("", ["disk almost full", "reset password for user", "redis connection timeout", "connection established",
+          "database connection reset by peer"]),
+])
+def test_query_language(loaded, search, q, expected):
+    r = search("app", loaded, q=q)
+    assert messages(r) == expected
+    assert r.json()["total"] == len(expected)
+
+
+def test_time_range_is_start_inclusive_end_exclusive(loaded, search):
+    r = search("app", loaded, start="2026-01-01T00:00:02Z", end="2026-01-01T00:00:04Z")
+    assert messages(r) == ["redis connection timeout", "connection established"]
+    r = search("app", loaded, start="2026-01-01T08:00:03+08:00")
+    assert messages(r) == ["disk almost full", "reset password for user", "redis connection timeout"]
+
+
+def test_field_filters(loaded, search):
+    assert messages(search("app", loaded, **{"field.level": "error", "q": "connection"})) == [
+        "redis connection timeout", "database connection reset by peer"]
+    assert messages(search("app", loaded, **{"field.status": "503"})) == ["redis connection timeout"]
+    assert messages(search("app", loaded, **{"field.level": "none"})) == []
+
+
+def test_cursor_pagination_walks_every_hit_once(loaded, search):
+    seen, cursor, pages = [], None, 0
+    while True:
+        params = {"size": 2}
+        if cursor:
+            params["cursor"] = cursor
+        body = search("app", loaded, **params).json()
+        assert body["total"] == 5
+        seen += [h["message"] for h in body["hits"]]
+        pages += 1
+        cursor = body["next_cursor"]
+        if not cursor:
+            break
+    assert pages == 3 and len(seen) == 5 and len(set(seen)) == 5
+    assert seen[0] == "disk almost full"
+
+
+@pytest.mark.parametrize("params, param, message", [
+    ({"q": "(redis OR"}, "q", "malformed query: expected a term after 'OR' at position 10"),
+    ({"q": 'say "hi'}, "q", "unterminated phrase"),
+    ({"start": "2026-02-01T00:00:00Z", "end": "2026-01-01T00:00:00Z"}, "start", "is after end"),
+    ({"start": "yesterday"}, "start", "start='yesterday' is not an ISO 8601 date-time"),
+    ({"size": "0"}, "size", "size must be from 1 to 1000"),
+    ({"size": "ten"}, "size", "size='ten' is not an integer"),
+    ({"cursor": "garbage!"}, "cursor", "cursor is not one this API returned"),
+    ({"levle": "error"}, "levle", "unknown parameter 'levle'"),
+    ({"field.a__b": "x"}, "field.a__b", "may hold letters"),
+])
+def test_bad_requests_say_what_is_wrong(loaded, search, params, param, message):
+    r = search("app", loaded, **params)
+    assert r.status_code == 400
+    assert message in r.json()["error"] and r.json()["param"] == param
+
+
+def test_auth_and_unknown_index_set(loaded, search, client, reader_token):
+    assert search("app", reader_token, q="disk").status_code == 200
+    assert client.get("/api/v1/index_sets/app/search").status_code == 401
+    assert search("app", "api_wrong", q="x").json()["error"] == "API token not recognised"
+    r = search("missing", loaded)
+    assert r.status_code == 404 and "'missing' does not exist" in r.json()["error"]
+
+
+def test_total_is_a_lower_bound_past_ten_thousand(make_index_set, admin_token, search, settings):
+    from bklog.logs import search as search_module
+    from bklog.logs.models import LogLine
+
+    index_set, _ = make_index_set("big")
+    search_module.TOTAL_EXACT_UP_TO, saved = 3, search_module.TOTAL_EXACT_UP_TO
+    try:
+        from django.utils import timezone
+        LogLine.objects.bulk_create([LogLine(index_set=index_set, timestamp=timezone.now(), message=f"m {i}")
+                                     for i in range(5)])
+        body = search("big", admin_token, q="m").json()
+        assert body["total"] == 3 and body["total_relation"] == "gte"
+    finally:
+        search_module.TOTAL_EXACT_UP_TO = saved

@@ -1,0 +1,57 @@
+"""Liveness, readiness that names what failed, and Prometheus metrics."""
+
+import pytest
+from django.db import connection
+
+
+def test_healthz_touches_nothing(client):
+    # No django_db mark: pytest-django fails any database access here.
+    r = client.get("/healthz")
+    assert r.status_code == 200 and r.json()["status"] == "ok"
+
+
+@pytest.mark.django_db
+def test_readyz_ok(client):
+    r = client.get("/readyz")
+    assert r.status_code == 200, r.json()
+    assert set(r.json()["checks"]) == {"database", "migrations", "index", "broker"}
+
+
+@pytest.mark.django_db
+def test_readyz_names_an_unreachable_broker(client, settings):
+    settings.BKLOG_PIPELINE_ASYNC = True
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    r = client.get("/readyz")
+    assert r.status_code == 503
+    assert r.json()["failed"] == ["broker"] and "ConnectionError" in r.json()["checks"]["broker"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_readyz_names_a_broken_index(client):
+    if connection.vendor == "sqlite":
+        drop, restore = "DROP TRIGGER logs_logline_fts_ai", (
+            "CREATE TRIGGER logs_logline_fts_ai AFTER INSERT ON logs_logline BEGIN "
+            "INSERT INTO logs_logline_fts(rowid, message) VALUES (new.id, new.message); END")
+    else:
+        drop, restore = "DROP INDEX logs_logline_message_fts", (
+            "CREATE INDEX logs_logline_message_fts ON logs_logline USING gin (to_tsvector('simple', message))")
+    with connection.cursor() as cursor:
+        cursor.execute(drop)
+    try:
+        r = client.get("/readyz")
+        assert r.status_code == 503 and r.json()["failed"] == ["index"]
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(restore)
+
+
+@pytest.mark.django_db
+def test_metrics_exposes_requests_latency_and_state(client):
+    client.get("/healthz")
+    client.get("/api/v1/nothing")
+    text = client.get("/metrics").content.decode()
+    assert 'bklog_http_requests_total{method="GET",status="200",view="healthz"}' in text
+    assert 'bklog_http_requests_total{method="GET",status="404",view="unmatched"}' in text
+    assert 'bklog_http_request_duration_seconds_bucket{le="0.2",method="GET",status="200",view="healthz"}' in text
+    assert "bklog_db_connections_in_use" in text and "bklog_celery_queue_length" in text
+    assert "bklog_build_info" in text
