@@ -134,7 +134,7 @@ class Config:
                 self.values[name] = _convert(var, self.file["settings"][name], f"{env}.env.yml")
                 self.sources[name] = f"{env}.env.yml"
             else:
-                self.values[name] = var.default
+                self.values[name] = _convert(var, var.default, "built-in default")
                 self.sources[name] = "default"
         self.values["BKLOG_ENV"] = env
 
