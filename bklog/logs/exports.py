@@ -30,7 +30,7 @@ def record(line: LogLine) -> dict:
 def iter_lines(index_set: IndexSet, request: SearchRequest, after=None, limit: int | None = None) -> Iterator[LogLine]:
     """Oldest first, keyset-paginated so it streams any size with flat memory.
     `after` is (timestamp, id) of the last line already written, for resuming."""
-    qs = filtered(index_set, request).order_by("timestamp", "id")
+    qs = filtered(index_set, request, plan="probe").order_by("timestamp", "id")  # linear, streams any size
     written = 0
     while True:
         page_qs = qs

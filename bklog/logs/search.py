@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
+from django.db.models.expressions import RawSQL
 
 from bklog.logs import query as querylang
 from bklog.logs.models import IndexSet, LogLine
@@ -97,7 +98,7 @@ def _field_filter(name: str, value: str) -> Q:
     return condition
 
 
-def filtered(index_set: IndexSet, request: SearchRequest, tree=None) -> QuerySet:
+def _base(index_set: IndexSet, request: SearchRequest) -> QuerySet:
     qs = LogLine.objects.filter(index_set=index_set)
     if request.start:
         qs = qs.filter(timestamp__gte=request.start)
@@ -105,22 +106,32 @@ def filtered(index_set: IndexSet, request: SearchRequest, tree=None) -> QuerySet
         qs = qs.filter(timestamp__lt=request.end)
     for name, value in request.fields.items():
         qs = qs.filter(_field_filter(name, value))
+    return qs
+
+
+# SQLite plans. "drive": the FTS5 match list drives the loop (cheap when it is short).
+# "probe": walk the (index_set, timestamp) index newest first and probe FTS5 per row by rowid
+# (cheap when matches are common, and the only way for NOT).
+_SQLITE_DRIVE = "logs_logline.id IN (SELECT rowid FROM logs_logline_fts WHERE logs_logline_fts MATCH %s)"
+_SQLITE_PROBE = ("EXISTS (SELECT 1 FROM logs_logline_fts WHERE logs_logline_fts MATCH %s "
+                 "AND logs_logline_fts.rowid = logs_logline.id)")
+
+
+def filtered(index_set: IndexSet, request: SearchRequest, tree=None, plan: str = "auto") -> QuerySet:
+    qs = _base(index_set, request)
     if tree is None:
         tree = validate(request)
-    if tree is not None:
-        if connection.vendor == "postgresql":
-            sql, params = querylang.to_tsquery_sql(tree)
-            qs = qs.extra(where=[f"to_tsvector('simple', logs_logline.message) @@ {sql}"], params=params)
-        elif connection.vendor == "sqlite":
-            expr, negated = querylang.to_fts5(tree)
-            op = "NOT IN" if negated else "IN"
-            qs = qs.extra(
-                where=[f"logs_logline.id {op} (SELECT rowid FROM logs_logline_fts WHERE logs_logline_fts MATCH %s)"],
-                params=[expr],
-            )
-        else:  # pragma: no cover - guarded by settings
-            raise RuntimeError(f"no full-text backend for database vendor {connection.vendor}")
-    return qs
+    if tree is None:
+        return qs
+    if connection.vendor == "postgresql":
+        sql, params = querylang.to_tsquery_sql(tree)
+        return qs.extra(where=[f"to_tsvector('simple', logs_logline.message) @@ {sql}"], params=params)
+    if connection.vendor == "sqlite":
+        expr, negated = querylang.to_fts5(tree)
+        if negated:
+            return qs.extra(where=["NOT " + _SQLITE_PROBE], params=[expr])
+        return qs.extra(where=[_SQLITE_PROBE if plan == "probe" else _SQLITE_DRIVE], params=[expr])
+    raise RuntimeError(f"no full-text backend for database vendor {connection.vendor}")  # pragma: no cover
 
 
 def encode_cursor(line: LogLine) -> str:
@@ -137,17 +148,59 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         raise SearchError("cursor", "cursor is not one this API returned") from None
 
 
+def _newest_first(qs: QuerySet, use_time_index: bool) -> QuerySet:
+    if use_time_index:
+        return qs.order_by("-timestamp", "-id")
+    # Unary + keeps SQLite off the time index, so the short FTS5 match list drives and is sorted.
+    return qs.order_by(RawSQL("+logs_logline.timestamp", []).desc(), F("id").desc())
+
+
+def _sqlite_windowed(candidates: QuerySet, fts_expr: str, need: int) -> list[LogLine]:
+    """Newest-first matches of a common term without sorting every match: take the next window
+    of candidate ids from the time index, and ask FTS5 once for matches within their rowid range
+    (one doclist seek; exact whatever the id/time correlation, fast when ingest order ~ time)."""
+    found: list[int] = []
+    offset, window = 0, max(need * 20, 1000)
+    ordered = candidates.order_by("-timestamp", "-id").values_list("id", flat=True)
+    while len(found) < need:
+        ids = list(ordered[offset: offset + window])
+        if not ids:
+            break
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT rowid FROM logs_logline_fts WHERE logs_logline_fts MATCH %s "
+                           "AND rowid BETWEEN %s AND %s", [fts_expr, min(ids), max(ids)])
+            matched = {row[0] for row in cursor.fetchall()}
+        found.extend(i for i in ids if i in matched)
+        offset += window
+        window *= 2
+    found = found[:need]
+    lines = LogLine.objects.in_bulk(found)
+    return [lines[i] for i in found]
+
+
 def search(index_set: IndexSet, request: SearchRequest, size: int, cursor: str | None = None) -> dict:
     tree = validate(request)
     base = filtered(index_set, request, tree)
+    total = base.order_by().values("id")[: TOTAL_EXACT_UP_TO + 1].count()
     page = base
+    use_time_index = True
+    common_fts_expr = None
+    if connection.vendor == "sqlite" and tree is not None:
+        expr, negated = querylang.to_fts5(tree)
+        if not negated and total > TOTAL_EXACT_UP_TO:
+            common_fts_expr = expr  # common terms: walk the time index in windows
+            page = _base(index_set, request)
+        elif not negated:
+            use_time_index = False  # few matches: fetch them all from FTS5, sort
     if cursor:
         ts, line_id = decode_cursor(cursor)
         page = page.filter(Q(timestamp__lt=ts) | Q(timestamp=ts, id__lt=line_id))
-    hits = list(page.order_by("-timestamp", "-id")[: size + 1])
+    if common_fts_expr is not None:
+        hits = _sqlite_windowed(page, common_fts_expr, size + 1)
+    else:
+        hits = list(_newest_first(page, use_time_index)[: size + 1])
     more = len(hits) > size
     hits = hits[:size]
-    total = base.order_by().values("id")[: TOTAL_EXACT_UP_TO + 1].count()
     return {
         "index_set": index_set.name,
         "total": min(total, TOTAL_EXACT_UP_TO),

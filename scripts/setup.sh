@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs everything the tests, the sandbox and the benchmarks need on a fresh Debian 12 controller
+# (run as root). Safe to re-run. Called by .ci/run and by the README's commands.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(postgresql redis-server sqlite3 podman runc debootstrap wrk curl ca-certificates)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Podman as root on this machine family: crun fails (cgroups in hybrid mode) and raising
+# ulimits fails (no CAP_SYS_RESOURCE); runc with limits at or below the host's hard limit works.
+hard_nofile=$(ulimit -Hn)
+[[ "$hard_nofile" == unlimited ]] && hard_nofile=65536
+(( hard_nofile > 65536 )) && hard_nofile=65536
+mkdir -p /etc/containers
+conf=/etc/containers/containers.conf
+want=$(printf '[containers]\ndefault_ulimits = ["nofile=%s:%s", "nproc=32768:32768"]\n\n[engine]\nruntime = "runc"\n' "$hard_nofile" "$hard_nofile")
+if [[ ! -f $conf ]] || [[ "$(cat "$conf")" != "$want" ]]; then
+  printf '%s\n' "$want" > "$conf"
+fi
+
+if ! command -v uv >/dev/null 2>&1; then
+  python3 -m pip install -q --root-user-action=ignore uv
+fi
+uv sync --frozen -q
+echo "setup: done (uv $(uv --version | cut -d' ' -f2), podman $(podman --version | cut -d' ' -f3))"

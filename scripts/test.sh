@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Every test of the project: the service on SQLite and on PostgreSQL (real servers started here,
+# stopped on exit), lint of the Ansible content, and the molecule scenarios on podman hosts.
+#   scripts/test.sh            everything
+#   scripts/test.sh service    the service tests only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what=${1:-all}
+export PATH="$PWD/.venv/bin:$PATH"
+
+run_dir=$(mktemp -d /tmp/bklog-test.XXXXXX)
+chmod 755 "$run_dir"
+cleanup() { python tests/servers.py stop "$run_dir" || true; rm -rf "$run_dir"; }
+trap cleanup EXIT
+
+if [[ $what == all || $what == service ]]; then
+  eval "$(python tests/servers.py start "$run_dir")"
+  export BKLOG_TEST_REDIS_URL BKLOG_TEST_POSTGRES_URL
+  echo "== service tests on SQLite (FTS5)"
+  env -u DATABASE_URL -u REDIS_URL BKLOG_DATA_DIR="$run_dir/sqlite" pytest tests/service
+  echo "== service tests on PostgreSQL"
+  env -u REDIS_URL DATABASE_URL="$BKLOG_TEST_POSTGRES_URL" BKLOG_DATA_DIR="$run_dir/pg" pytest tests/service
+fi
+
+if [[ $what == all || $what == lint ]] && [[ -d roles ]]; then
+  echo "== yamllint and ansible-lint (production profile)"
+  yamllint -s .
+  ansible-lint --profile production --offline
+fi
+
+if [[ $what == all || $what == molecule ]] && [[ -d molecule ]]; then
+  echo "== molecule"
+  scripts/build-images.sh
+  for scenario in molecule/*/; do
+    molecule test -s "$(basename "$scenario")"
+  done
+fi
