@@ -1,0 +1,129 @@
+"""The all-in-one host after `site.yml`: checked from outside through podman exec (testinfra's
+podman backend, one exec per check) and through nginx, as a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import testinfra
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+PROGRAMS = ["bklog-api", "bklog-beat", "bklog-worker-async_export", "bklog-worker-default", "bklog-worker-pipeline"]
+
+
+def _hosts() -> list[str]:
+    inventory = yaml.safe_load(Path(os.environ["MOLECULE_INVENTORY_FILE"]).read_text())
+    return sorted(inventory["all"]["children"]["bklog_api"]["hosts"])
+
+
+@pytest.fixture(scope="module", params=_hosts())
+def host(request):
+    h = testinfra.get_host(f"podman://{request.param}")
+    h.name = request.param
+    return h
+
+
+def curl(host, *args: str) -> tuple[int, str]:
+    out = host.check_output("curl -sS -o /tmp/body -w '%%{http_code}' %s; echo; cat /tmp/body",
+                            " ".join(f"'{a}'" for a in args))
+    status, _, body = out.partition("\n")
+    return int(status), body
+
+
+def wait_until(predicate, what: str, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(1)
+    raise AssertionError(f"timed out: {what}")
+
+
+def test_every_program_running(host):
+    status = host.check_output("supervisorctl status")
+    for program in PROGRAMS:
+        line = next((l for l in status.splitlines() if l.startswith(program + " ")), "")
+        assert "RUNNING" in line, f"{program} not RUNNING:\n{status}"
+
+
+def test_processes_run_as_bklog(host):
+    for pattern in ("gunicorn", "celery"):
+        users = set(host.check_output(f"ps -eo user:20,args | grep -v grep | grep {pattern} | awk '{{print $1}}'").split())
+        assert users == {"bklog"}, f"{pattern} runs as {users}"
+
+
+def test_environment_file_and_sockets(host):
+    env = host.file("/etc/bklog/bklog.env")
+    assert env.user == "root" and env.group == "bklog" and env.mode == 0o640
+    api_socket = host.file("/run/bklog/gunicorn.sock")
+    assert api_socket.is_socket and api_socket.mode & 0o007 == 0
+    supervisor_socket = host.file("/run/supervisor.sock")
+    assert supervisor_socket.group == "bklog" and supervisor_socket.mode == 0o770
+    world_writable = host.check_output("find / -xdev -type s -perm -o+w 2>/dev/null | grep -v '^/run/systemd' || true")
+    assert world_writable == ""
+
+
+def test_health_through_nginx(host):
+    status, body = curl(host, "http://127.0.0.1/healthz")
+    assert status == 200 and json.loads(body)["status"] == "ok"
+    status, body = wait_until(lambda: (r := curl(host, "http://127.0.0.1/readyz")) and r[0] == 200 and r,
+                              "readyz 200")
+    assert json.loads(body)["checks"]["broker"] == "ok"
+    assert "server: nginx\r" in host.check_output("curl -sSI http://127.0.0.1/healthz").lower()
+    assert host.file("/opt/bklog/current/static/bklog/robots.txt").exists
+    status, _ = curl(host, "http://127.0.0.1/static/bklog/robots.txt")
+    assert status == 200
+
+
+def test_ingest_search_export_through_nginx(host):
+    suffix = str(int(time.time()))
+    ingest_token = host.check_output(f"bklog create_index_set verify{suffix}")
+    api_token = host.check_output(f"bklog create_api_token verify{suffix}")
+    status, body = curl(host, "-X", "POST", "-H", f"Authorization: Bearer {ingest_token}",
+                        "--data-binary", f"molecule line {suffix}",
+                        f"http://127.0.0.1/api/v1/index_sets/verify{suffix}/ingest")
+    assert status == 202, body
+
+    def found():
+        s, b = curl(host, "-H", f"Authorization: Bearer {api_token}",
+                    f"http://127.0.0.1/api/v1/index_sets/verify{suffix}/search?q=molecule")
+        return s == 200 and json.loads(b)["total"] == 1 and json.loads(b)
+
+    result = wait_until(found, "line indexed by the pipeline worker")
+    assert result["hits"][0]["message"] == f"molecule line {suffix}"
+
+    status, body = curl(host, "-X", "POST", "-H", f"Authorization: Bearer {api_token}", "-H",
+                        "Content-Type: application/json", "-d", '{"q": "molecule", "format": "csv"}',
+                        f"http://127.0.0.1/api/v1/index_sets/verify{suffix}/exports")
+    assert status == 202, body
+    job = json.loads(body)["id"]
+    wait_until(lambda: json.loads(curl(host, "-H", f"Authorization: Bearer {api_token}",
+                                       f"http://127.0.0.1/api/v1/exports/{job}")[1])["status"] == "done",
+               "export done by the async_export worker")
+    status, body = curl(host, "-H", f"Authorization: Bearer {api_token}",
+                        f"http://127.0.0.1/api/v1/exports/{job}/download")
+    assert status == 200 and f"molecule line {suffix}" in body
+
+
+def test_oversize_ingest_is_refused_by_nginx(host):
+    token = host.check_output("bklog create_index_set big-$(date +%s%N)")
+    name = host.check_output("bklog shell -c \"from bklog.logs.models import IndexSet; print(IndexSet.objects.latest('created_at').name)\"").splitlines()[-1]
+    host.check_output("head -c 11000000 /dev/zero | tr '\\0' 'a' > /root/big.txt")
+    status, _ = curl(host, "-X", "POST", "-H", f"Authorization: Bearer {token}", "--data-binary", "@/root/big.txt",
+                     f"http://127.0.0.1/api/v1/index_sets/{name}/ingest")
+    assert status == 413
+
+
+def test_worker_stop_waits_longer_than_the_longest_task(host):
+    conf = host.file("/etc/supervisor/conf.d/bklog-worker-pipeline.conf").content_string
+    spec = yaml.safe_load((ROOT / "bklog" / "app.yml").read_text())
+    longest = max(t["time_limit"] for t in spec["celery"]["tasks"].values())
+    stopwait = int(next(l for l in conf.splitlines() if l.startswith("stopwaitsecs=")).split("=")[1])
+    assert stopwait > longest and "killasgroup=true" in conf

@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Build the wheelhouse once on the controller: the bklog wheel plus every locked dependency, as
+wheels for each target Python (cp311 for Debian 12 hosts, cp313 for Debian 13), one tar per
+Python. Hosts install from it with `pip --no-index`: no host needs PyPI (air-gapped fleets work).
+
+    scripts/build_wheelhouse.py [--version 1.0.1] [--python 3.11 3.13] [--arch x86_64]
+
+Cached under ~/.cache/bklog-deploy/wheelhouse/<version>-<hash of sources and uv.lock>; prints
+that directory (last line). `--version` builds the current sources under another version number
+(for testing upgrades).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def source_hash() -> str:
+    digest = hashlib.sha256()
+    files = [ROOT / "pyproject.toml", ROOT / "uv.lock", Path(__file__).resolve()] + sorted(
+        p for p in (ROOT / "bklog").rglob("*") if p.is_file() and "__pycache__" not in p.parts
+        and not p.is_relative_to(ROOT / "bklog" / "data"))
+    for path in files:
+        digest.update(str(path.relative_to(ROOT)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def project_version() -> str:
+    match = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M)
+    return match.group(1)
+
+
+def run(cmd: list[str], **kw) -> None:
+    subprocess.run(cmd, check=True, **kw)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--version", default=project_version())
+    parser.add_argument("--python", nargs="+", default=["3.11", "3.13"])
+    parser.add_argument("--arch", default="x86_64", choices=["x86_64", "aarch64"])
+    parser.add_argument("--cache", default=os.environ.get("BKLOG_CACHE", str(Path.home() / ".cache" / "bklog-deploy")))
+    args = parser.parse_args()
+    if not re.fullmatch(r"[0-9A-Za-z.+_-]+", args.version):
+        sys.exit(f"--version {args.version!r} is not a version")
+
+    out = Path(args.cache) / "wheelhouse" / f"{args.version}-{args.arch}-{source_hash()}"
+    tars = [out / f"cp{py.replace('.', '')}.tar" for py in args.python]
+    if all(t.exists() for t in tars):
+        print(f"wheelhouse cached\n{out}")
+        return
+
+    with tempfile.TemporaryDirectory(prefix="bklog-wheelhouse-") as tmp_name:
+        tmp = Path(tmp_name)
+        src = tmp / "src"
+        shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+            ".git", ".venv", "__pycache__", "data", "molecule", "roles", "inventories", "docs", "bench", "tests"))
+        pyproject = src / "pyproject.toml"
+        pyproject.write_text(re.sub(r'^version = "[^"]+"', f'version = "{args.version}"', pyproject.read_text(),
+                                    count=1, flags=re.M))
+        run(["uv", "build", "--wheel", "--quiet", "--out-dir", str(tmp / "dist"), str(src)])
+        wheel = next((tmp / "dist").glob("bklog-*.whl"))
+        requirements = tmp / "requirements.txt"
+        run(["uv", "export", "--quiet", "--frozen", "--no-dev", "--no-emit-project", "--format", "requirements-txt",
+             "--output-file", str(requirements)], cwd=ROOT)
+        # pip evaluates markers with the controller's Python (3.11.7 here), not the target's
+        # (Debian 12 ships 3.11.2): drop Python-version markers so such wheels are always there.
+        requirements.write_text(re.sub(r" ; python_(full_)?version [^\\\n]*", "", requirements.read_text()))
+        out.mkdir(parents=True, exist_ok=True)
+        platforms = [f"manylinux_2_{v}_{args.arch}" for v in (17, 28, 34)] + [f"manylinux2014_{args.arch}"]
+        for py, tar in zip(args.python, tars):
+            tag = f"cp{py.replace('.', '')}"
+            wheels = tmp / tag
+            cmd = ["uvx", "--quiet", "pip", "download", "--quiet", "--disable-pip-version-check",
+                   "--only-binary=:all:", "--python-version", py, "--implementation", "cp", "--abi", tag,
+                   "--dest", str(wheels), "-r", str(requirements)]
+            for platform in platforms:
+                cmd += ["--platform", platform]
+            run(cmd)
+            shutil.copy(wheel, wheels)
+            # Reproducible archive: same inputs, same bytes (so a re-run copies nothing).
+            run(["tar", "--sort=name", "--mtime=@0", "--owner=0", "--group=0", "--numeric-owner",
+                 "-cf", str(tar) + ".part", "-C", str(wheels), "."])
+            os.replace(str(tar) + ".part", tar)
+    print(f"wheelhouse built\n{out}")
+
+
+if __name__ == "__main__":
+    main()
