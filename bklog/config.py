@@ -64,6 +64,7 @@ VARIABLES: dict[str, Variable] = {
         Variable("BKLOG_CONSUL_CHECK_TIMEOUT", "str", "5s", "Consul check timeout."),
         Variable("BKLOG_CONSUL_DEREGISTER_AFTER", "str", "1m", "deregister_critical_service_after (Consul's floor is about 1m)."),
         Variable("GUNICORN_BIND", "str", "127.0.0.1:8000", "host:port or unix:/path of the API."),
+        Variable("GUNICORN_SOCKET_GROUP", "str", "", "With a unix socket bind: group given the socket (mode 0660), e.g. nginx's www-data; the service user must be a member."),
         Variable("GUNICORN_WORKERS", "int", 0, "Gunicorn worker processes. 0: 2 x CPU cores."),
         Variable("GUNICORN_TIMEOUT", "int", 65, "Seconds before a silent worker is killed."),
         Variable("GUNICORN_GRACEFUL_TIMEOUT", "int", 30, "Seconds workers get to finish requests on stop or reload."),

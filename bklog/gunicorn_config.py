@@ -44,8 +44,22 @@ def on_starting(server):
     _metrics_dir.mkdir(parents=True, exist_ok=True)
 
 
+def _share_socket_with_proxy():
+    """Give a unix socket to the proxy's group (0660): nginx connects, nobody else can."""
+    group = _config["GUNICORN_SOCKET_GROUP"]
+    address = _config["GUNICORN_BIND"]
+    if not group or not address.startswith("unix:"):
+        return
+    import grp
+
+    path = address[len("unix:"):]
+    os.chown(path, -1, grp.getgrnam(group).gr_gid)
+    os.chmod(path, 0o660)
+
+
 def when_ready(server):
     global _service_id
+    _share_socket_with_proxy()
     logging.getLogger("bklog.consul").handlers = _log.handlers
     _service_id = consul_registration.register(server.cfg.bind[0], _config)
 
