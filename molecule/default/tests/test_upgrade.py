@@ -1,0 +1,37 @@
+"""A second deploy of a new version: the previous release is kept, `current` flips, and every
+program runs the new one. Runs last (after test_default.py): it changes the hosts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import testinfra
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_redeploy_of_a_new_version_keeps_the_previous_release():
+    inventory_file = Path(os.environ["MOLECULE_INVENTORY_FILE"])
+    hosts = sorted(yaml.safe_load(inventory_file.read_text())["bklog_api"]["hosts"])
+    before = {h: testinfra.get_host(f"podman://{h}").check_output("readlink /opt/bklog/current") for h in hosts}
+    env = {**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")}
+    run = subprocess.run(["ansible-playbook", "-i", str(inventory_file.parent), str(ROOT / "playbooks" / "site.yml"),
+                          "-e", "bklog_version=9.9.9"], env=env, capture_output=True, text=True, timeout=1200)
+    assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-2000:]
+    for name in hosts:
+        host = testinfra.get_host(f"podman://{name}")
+        assert host.check_output("readlink /opt/bklog/current") == "/opt/bklog/releases/9.9.9"
+        assert host.file(before[name]).is_directory and host.file(f"{before[name]}/.complete").exists
+        health = json.loads(host.check_output("curl -sS http://127.0.0.1/healthz"))
+        assert health["version"] == "9.9.9"
+        status = host.check_output("supervisorctl status")
+        assert status.count("RUNNING") == 5, status
+        # Workers restarted onto the new release too: their import path is the new virtualenv.
+        for program in ("bklog-worker-pipeline", "bklog-beat"):
+            pid = host.check_output(f"supervisorctl pid {program}")
+            environ = host.check_output(f"tr '\\0' '\\n' < /proc/{pid}/cmdline | head -1")
+            assert environ.startswith("/opt/bklog/current/") or "9.9.9" in environ
