@@ -22,13 +22,18 @@ if [[ $what == all || $what == service ]]; then
   env -u REDIS_URL DATABASE_URL="$BKLOG_TEST_POSTGRES_URL" BKLOG_DATA_DIR="$run_dir/pg" pytest tests/service
 fi
 
-if [[ $what == all || $what == lint ]] && [[ -d roles ]]; then
+if [[ $what == all || $what == deploy ]]; then
+  echo "== deploy tests (inventory validation, role specs)"
+  pytest tests/deploy
+fi
+
+if [[ $what == all || $what == lint ]]; then
   echo "== yamllint and ansible-lint (production profile)"
   yamllint -s .
   ansible-lint --profile production --offline
 fi
 
-if [[ $what == all || $what == molecule ]] && [[ -d molecule ]]; then
+if [[ $what == all || $what == molecule ]]; then
   echo "== molecule"
   scripts/build-images.sh
   for scenario in molecule/*/; do
