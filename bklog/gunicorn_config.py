@@ -23,6 +23,10 @@ graceful_timeout = _config["GUNICORN_GRACEFUL_TIMEOUT"]
 keepalive = 5
 max_requests = _config["GUNICORN_MAX_REQUESTS"]
 max_requests_jitter = _config["GUNICORN_MAX_REQUESTS_JITTER"]
+# Import the app once in the master: a worker recycled by max_requests is a fork (milliseconds),
+# not a fresh Django import (seconds during which its queued requests stall). Releases change by
+# restart, never by HUP, so preloading costs nothing at deploy time.
+preload_app = True
 accesslog = "-"
 errorlog = "-"
 loglevel = _config["BKLOG_LOG_LEVEL"].lower()
@@ -60,7 +64,8 @@ def _share_socket_with_proxy():
 def when_ready(server):
     global _service_id
     _share_socket_with_proxy()
-    logging.getLogger("bklog.consul").handlers = _log.handlers
+    consul_log = logging.getLogger("bklog.consul")
+    consul_log.handlers, consul_log.propagate = _log.handlers, False  # once, in gunicorn's error log
     _service_id = consul_registration.register(server.cfg.bind[0], _config)
 
 

@@ -118,3 +118,38 @@ def test_total_is_a_lower_bound_past_ten_thousand(make_index_set, admin_token, s
         assert body["total"] == 3 and body["total_relation"] == "gte"
     finally:
         search_module.TOTAL_EXACT_UP_TO = saved
+
+
+def test_common_term_pages_are_exact_when_time_and_ingest_order_differ(make_index_set, admin_token, search):
+    """The SQLite plan for common terms walks the time index in windows and asks FTS5 per rowid
+    range: with timestamps shuffled against ids it must still page newest first, exactly once."""
+    import random
+    from datetime import datetime, timedelta, timezone
+
+    from bklog.logs import search as search_module
+    from bklog.logs.models import LogLine
+
+    index_set, _ = make_index_set("shuffled")
+    rng = random.Random(3)
+    offsets = list(range(200))
+    rng.shuffle(offsets)
+    base = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    LogLine.objects.bulk_create([
+        LogLine(index_set=index_set, timestamp=base + timedelta(seconds=offsets[i] // 2),
+                message=f"item {i} {'even' if i % 2 == 0 else 'odd'}") for i in range(200)])
+    expected = [line.message for line in LogLine.objects.filter(index_set=index_set, message__contains="even")
+                .order_by("-timestamp", "-id")]
+    saved = search_module.TOTAL_EXACT_UP_TO
+    search_module.TOTAL_EXACT_UP_TO = 5  # force the common-term plan
+    try:
+        seen, cursor = [], None
+        while True:
+            params = {"q": "even", "size": 7, **({"cursor": cursor} if cursor else {})}
+            body = search("shuffled", admin_token, **params).json()
+            seen += [h["message"] for h in body["hits"]]
+            cursor = body["next_cursor"]
+            if not cursor:
+                break
+    finally:
+        search_module.TOTAL_EXACT_UP_TO = saved
+    assert seen == expected and len(seen) == 100
