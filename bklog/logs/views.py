@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 
@@ -55,6 +56,25 @@ def _index_set_or_404(name: str):
     return index_set, None
 
 
+def api_view(admin: bool = False, with_index_set: bool = False):
+    """Require an API token (an admin one if asked) and, for <name> routes, resolve the index set."""
+    def decorate(view):
+        @functools.wraps(view)
+        def wrapper(request, *args, **kwargs):
+            token, refusal = _require_api_token(request, admin=admin)
+            if refusal:
+                return refusal
+            request.api_token = token
+            if with_index_set:
+                index_set, refusal = _index_set_or_404(kwargs.pop("name"))
+                if refusal:
+                    return refusal
+                kwargs["index_set"] = index_set
+            return view(request, *args, **kwargs)
+        return wrapper
+    return decorate
+
+
 def create_index_set(name: str, parse: str = "plain", retention_days=7) -> tuple[IndexSet, str]:
     """Shared by the API and `bklog create_index_set`. ValueError names what is wrong."""
     if not isinstance(name, str) or not INDEX_SET_NAME.match(name):
@@ -100,13 +120,8 @@ def index_sets(request):
 
 
 @require_http_methods(["GET"])
-def index_set_detail(request, name: str):
-    _, refusal = _require_api_token(request)
-    if refusal:
-        return refusal
-    index_set, refusal = _index_set_or_404(name)
-    if refusal:
-        return refusal
+@api_view(with_index_set=True)
+def index_set_detail(request, index_set: IndexSet):
     return JsonResponse({**index_set.as_dict(), "lines": index_set.lines.count()})
 
 
@@ -158,13 +173,8 @@ def _search_request_from_params(params) -> SearchRequest:
 
 
 @require_http_methods(["GET"])
-def search_view(request, name: str):
-    _, refusal = _require_api_token(request)
-    if refusal:
-        return refusal
-    index_set, refusal = _index_set_or_404(name)
-    if refusal:
-        return refusal
+@api_view(with_index_set=True)
+def search_view(request, index_set: IndexSet):
     try:
         search_request = _search_request_from_params(request.GET)
         size_raw = request.GET.get("size", str(settings.BKLOG_SEARCH_DEFAULT_SIZE))
@@ -182,13 +192,8 @@ def search_view(request, name: str):
 
 @csrf_exempt
 @require_http_methods(["POST"])
-def exports_view(request, name: str):
-    token, refusal = _require_api_token(request)
-    if refusal:
-        return refusal
-    index_set, refusal = _index_set_or_404(name)
-    if refusal:
-        return refusal
+@api_view(with_index_set=True)
+def exports_view(request, index_set: IndexSet):
     data = _read_json(request)
     if isinstance(data, JsonResponse):
         return data
@@ -213,7 +218,7 @@ def exports_view(request, name: str):
     try:
         with transaction.atomic():
             job = ExportJob.objects.create(index_set=index_set, query=search_request.as_dict(), format=fmt,
-                                           created_by=token.name)
+                                           created_by=request.api_token.name)
             if settings.BKLOG_PIPELINE_ASYNC:
                 run_export.apply_async(args=[str(job.id)])
     except Exception as exc:
@@ -234,10 +239,8 @@ def _job_or_404(job_id):
 
 
 @require_http_methods(["GET"])
+@api_view()
 def export_detail(request, job_id):
-    _, refusal = _require_api_token(request)
-    if refusal:
-        return refusal
     job, refusal = _job_or_404(job_id)
     if refusal:
         return refusal
@@ -245,10 +248,8 @@ def export_detail(request, job_id):
 
 
 @require_http_methods(["GET"])
+@api_view()
 def export_download(request, job_id):
-    _, refusal = _require_api_token(request)
-    if refusal:
-        return refusal
     job, refusal = _job_or_404(job_id)
     if refusal:
         return refusal
