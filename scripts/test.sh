@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
+suites=0
 export PATH="$PWD/.venv/bin:$PATH"
 
 run_dir=$(mktemp -d /tmp/bklog-test.XXXXXX)
@@ -18,19 +19,23 @@ if [[ $what == all || $what == service ]]; then
   export BKLOG_TEST_REDIS_URL BKLOG_TEST_POSTGRES_URL
   echo "== service tests on SQLite (FTS5)"
   env -u DATABASE_URL -u REDIS_URL BKLOG_DATA_DIR="$run_dir/sqlite" pytest tests/service
+  suites=$((suites + 1))
   echo "== service tests on PostgreSQL"
   env -u REDIS_URL DATABASE_URL="$BKLOG_TEST_POSTGRES_URL" BKLOG_DATA_DIR="$run_dir/pg" pytest tests/service
+  suites=$((suites + 1))
 fi
 
 if [[ $what == all || $what == deploy ]]; then
   echo "== deploy tests (inventory validation, role specs)"
   pytest tests/deploy
+  suites=$((suites + 1))
 fi
 
 if [[ $what == all || $what == lint ]]; then
   echo "== yamllint and ansible-lint (production profile)"
   yamllint -s .
   ansible-lint --profile production --offline
+  suites=$((suites + 1))
 fi
 
 if [[ $what == all || $what == molecule ]]; then
@@ -38,5 +43,9 @@ if [[ $what == all || $what == molecule ]]; then
   scripts/build-images.sh
   for scenario in molecule/*/; do
     molecule test -s "$(basename "$scenario")"
+    suites=$((suites + 1))
   done
 fi
+
+# Every suite above stops the script on failure (set -e): reaching here means all passed.
+echo "suites: $suites passed, 0 failed"
