@@ -1,6 +1,5 @@
 """Ingest: every accepted shape, every refusal, and nothing half-written."""
 
-import json
 
 import pytest
 
