@@ -20,6 +20,8 @@ from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from results import append_section  # noqa: E402
 BIN = Path(sys.executable).parent
 NAME = "bklog-bench"
 
@@ -96,8 +98,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if args.write:
-        with (ROOT / "docs" / "benchmarks.md").open("a") as fh:
-            fh.write(text + "\n")
+        append_section(text)
 
 
 def install_comparison() -> tuple[float, float]:

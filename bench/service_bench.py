@@ -27,6 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from servers import free_port, start_postgres, start_redis, stop  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+from results import append_section  # noqa: E402
+
 BIN = Path(sys.executable).parent
 WORDS = [f"w{i:04d}" for i in range(5000)]
 SERVICES = ["api", "auth", "billing", "search", "export", "gateway", "payments", "users"]
@@ -226,13 +229,7 @@ def report(args, results: dict, pipeline: dict, load_s: float) -> None:
     text = "\n".join(lines)
     print(text)
     if args.write:
-        path = ROOT / "docs" / "benchmarks.md"
-        if not path.exists():
-            path.write_text("# Benchmarks\n\nMeasured by the scripts in `bench/`; each section says the machine and the date. "
-                            "Ratios are within one run (these machines are shared and noisy).\n\n")
-        with path.open("a") as fh:
-            fh.write(text + "\n")
-
+        append_section(text)
 
 if __name__ == "__main__":
     main()

@@ -110,6 +110,10 @@ class Stack:
                               "--loglevel", "INFO", "-n", f"e2e-{uuid.uuid4().hex[:6]}@%h"])
         self.wait_for(lambda: "ready." in self.log("worker"), "celery worker ready")
 
+    def ingest(self, token: str, body: bytes, index_set: str = "app"):
+        return http("POST", f"{self.url}/api/v1/index_sets/{index_set}/ingest", body,
+                    {"Authorization": f"Bearer {token}", "Content-Type": "text/plain"})
+
     def get(self, path, token=None):
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
@@ -153,25 +157,26 @@ def stack_factory(tmp_path):
         stack.close()
 
 
-def _flush(redis_url):
+def _app_stack(stack_factory, redis_url) -> tuple[Stack, str, str]:
+    """An empty broker, a stack on it, index set `app` with its ingest token, an API token, gunicorn."""
     import redis
 
     redis.Redis.from_url(redis_url).flushdb()
-
-
-def test_async_pipeline_and_export_through_real_workers(stack_factory, redis_url):
-    _flush(redis_url)
     stack = stack_factory(redis_url)
     ingest_token = stack.bklog("create_index_set", "app")
     api = stack.bklog("create_api_token", "ops")
     stack.start_gunicorn()
+    return stack, ingest_token, api
+
+
+def test_async_pipeline_and_export_through_real_workers(stack_factory, redis_url):
+    stack, ingest_token, api = _app_stack(stack_factory, redis_url)
     stack.start_worker()
 
     sent = 0
     for batch in range(5):
         lines = "\n".join(f"batch{batch} line{i} payment failed" for i in range(200)).encode()
-        status, body = http("POST", f"{stack.url}/api/v1/index_sets/app/ingest", lines,
-                            {"Authorization": f"Bearer {ingest_token}", "Content-Type": "text/plain"})
+        status, body = stack.ingest(ingest_token, lines)
         assert status == 202, body
         assert json.loads(body) == {**json.loads(body), "accepted": 200, "indexed": False}
         sent += 200
@@ -205,13 +210,8 @@ def test_async_pipeline_and_export_through_real_workers(stack_factory, redis_url
 
 
 def test_redelivered_batch_is_indexed_once(stack_factory, redis_url):
-    _flush(redis_url)
-    stack = stack_factory(redis_url)
-    ingest_token = stack.bklog("create_index_set", "app")
-    api = stack.bklog("create_api_token", "ops")
-    stack.start_gunicorn()
-    status, body = http("POST", f"{stack.url}/api/v1/index_sets/app/ingest", b"one\ntwo\nthree",
-                        {"Authorization": f"Bearer {ingest_token}", "Content-Type": "text/plain"})
+    stack, ingest_token, api = _app_stack(stack_factory, redis_url)
+    status, body = stack.ingest(ingest_token, b"one\ntwo\nthree")
     assert status == 202
     batch_id = json.loads(body)["batch"]
     # Deliver the same task a second time, as the broker does after a worker dies before its ack.
@@ -229,8 +229,7 @@ def test_broker_down_means_503_and_nothing_stored(stack_factory):
     stack = stack_factory(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
     ingest_token = stack.bklog("create_index_set", "app")
     stack.start_gunicorn()
-    status, body = http("POST", f"{stack.url}/api/v1/index_sets/app/ingest", b"lost?",
-                        {"Authorization": f"Bearer {ingest_token}", "Content-Type": "text/plain"})
+    status, body = stack.ingest(ingest_token, b"lost?")
     assert status == 503 and "nothing was stored" in json.loads(body)["error"]
     status, body = stack.get("/readyz")
     assert status == 503 and json.loads(body)["failed"] == ["broker"]
