@@ -10,8 +10,8 @@ suites=("$@")
 
 # Base system, plus the distribution packages the roles install, so a converge does not wait on
 # the mirror each time (the roles still declare and check them).
-RECIPE_VERSION=1
-INCLUDE=python3,python3-venv,systemd,systemd-sysv,dbus,iproute2,sudo,procps,ca-certificates,curl,nginx,supervisor,redis-server,logrotate,python3-apt
+RECIPE_VERSION=2
+INCLUDE=python3,python3-venv,systemd,systemd-sysv,dbus,iproute2,sudo,procps,ca-certificates,curl,nginx,supervisor,redis-server,logrotate,python3-apt,postgresql,python3-psycopg2,unzip
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 recipe_hash=$(printf '%s\n' "$RECIPE_VERSION" "$INCLUDE" | sha256sum | cut -c1-12)
 cache=${BKLOG_CACHE:-$HOME/.cache/bklog-deploy}/images
@@ -32,6 +32,9 @@ for suite in "${suites[@]}"; do
     # Services stay as the distribution enables them; nothing listens outside the container.
     rm -f "$root/etc/machine-id" && touch "$root/etc/machine-id"
     rm -rf "$root/var/cache/apt/archives/"*.deb "$root/var/lib/apt/lists/"*
+    # Empty lists must look stale, or apt's cache_valid_time trusts them for a day and a package
+    # not in the image is "not available".
+    touch -d @0 "$root/var/lib/apt/lists"
     tar -C "$root" -cf "$tarball.part" . && mv "$tarball.part" "$tarball"
     rm -rf "$root"
   fi

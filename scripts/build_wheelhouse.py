@@ -3,7 +3,7 @@
 wheels for each target Python (cp311 for Debian 12 hosts, cp313 for Debian 13), one tar per
 Python. Hosts install from it with `pip --no-index`: no host needs PyPI (air-gapped fleets work).
 
-    scripts/build_wheelhouse.py [--version 1.0.1] [--python 3.11 3.13] [--arch x86_64]
+    scripts/build_wheelhouse.py [--version 1.0.1] [--source DIR] [--python 3.11 3.13] [--arch x86_64]
 
 Cached under ~/.cache/bklog-deploy/wheelhouse/<version>-<hash of sources and uv.lock>; prints
 that directory (last line). `--version` builds the current sources under another version number
@@ -25,19 +25,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def source_hash() -> str:
+def source_hash(root: Path = ROOT) -> str:
     digest = hashlib.sha256()
-    files = [ROOT / "pyproject.toml", ROOT / "uv.lock", Path(__file__).resolve()] + sorted(
-        p for p in (ROOT / "bklog").rglob("*") if p.is_file() and "__pycache__" not in p.parts
-        and not p.is_relative_to(ROOT / "bklog" / "data"))
+    files = [root / "pyproject.toml", root / "uv.lock"] + sorted(
+        p for p in (root / "bklog").rglob("*") if p.is_file() and "__pycache__" not in p.parts
+        and not p.is_relative_to(root / "bklog" / "data"))
+    digest.update(Path(__file__).resolve().read_bytes())
     for path in files:
-        digest.update(str(path.relative_to(ROOT)).encode())
+        digest.update(str(path.relative_to(root)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 
 
-def project_version() -> str:
-    match = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M)
+def project_version(root: Path = ROOT) -> str:
+    match = re.search(r'^version = "([^"]+)"', (root / "pyproject.toml").read_text(), re.M)
     return match.group(1)
 
 
@@ -47,15 +48,19 @@ def run(cmd: list[str], **kw) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--version", default=project_version())
+    parser.add_argument("--version", default="")
+    parser.add_argument("--source", type=Path, default=ROOT,
+                        help="project directory to build (default: this checkout; tests build altered copies)")
     parser.add_argument("--python", nargs="+", default=["3.11", "3.13"])
     parser.add_argument("--arch", default="x86_64", choices=["x86_64", "aarch64"])
     parser.add_argument("--cache", default=os.environ.get("BKLOG_CACHE", str(Path.home() / ".cache" / "bklog-deploy")))
     args = parser.parse_args()
+    root = args.source.resolve()
+    args.version = args.version or project_version(root)
     if not re.fullmatch(r"[0-9A-Za-z.+_-]+", args.version):
         sys.exit(f"--version {args.version!r} is not a version")
 
-    out = Path(args.cache) / "wheelhouse" / f"{args.version}-{args.arch}-{source_hash()}"
+    out = Path(args.cache) / "wheelhouse" / f"{args.version}-{args.arch}-{source_hash(root)}"
     tars = [out / f"cp{py.replace('.', '')}.tar" for py in args.python]
     if all(t.exists() for t in tars):
         print(f"wheelhouse cached\n{out}")
@@ -64,7 +69,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bklog-wheelhouse-") as tmp_name:
         tmp = Path(tmp_name)
         src = tmp / "src"
-        shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        shutil.copytree(root, src, ignore=shutil.ignore_patterns(
             ".git", ".venv", "__pycache__", "data", "molecule", "roles", "inventories", "docs", "bench", "tests"))
         pyproject = src / "pyproject.toml"
         pyproject.write_text(re.sub(r'^version = "[^"]+"', f'version = "{args.version}"', pyproject.read_text(),
@@ -73,7 +78,7 @@ def main() -> None:
         wheel = next((tmp / "dist").glob("bklog-*.whl"))
         requirements = tmp / "requirements.txt"
         run(["uv", "export", "--quiet", "--frozen", "--no-dev", "--no-emit-project", "--format", "requirements-txt",
-             "--output-file", str(requirements)], cwd=ROOT)
+             "--output-file", str(requirements)], cwd=root)
         # pip evaluates markers with the controller's Python (3.11.7 here), not the target's
         # (Debian 12 ships 3.11.2): drop Python-version markers so such wheels are always there.
         requirements.write_text(re.sub(r" ; python_(full_)?version [^\\\n]*", "", requirements.read_text()))

@@ -41,6 +41,7 @@ fi
 if [[ $what == all || $what == molecule ]]; then
   echo "== molecule"
   scripts/build-images.sh
+  scripts/build-consul.sh >/dev/null   # the cluster scenario's Consul agent (cached)
   for scenario in molecule/*/; do
     molecule test -s "$(basename "$scenario")"
     suites=$((suites + 1))

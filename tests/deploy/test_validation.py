@@ -25,17 +25,21 @@ GOOD = {
 }
 
 
-def run_site(tmp_path: Path, **overrides) -> subprocess.CompletedProcess:
+def run_site(tmp_path: Path, playbook: str = "site.yml", infra: dict | None = None, **overrides) -> subprocess.CompletedProcess:
     host_vars = {**GOOD, **overrides}
     inventory = {"all": {"children": {"bklog": {"children": {
         "bklog_api": {"hosts": {"vm1": host_vars}},
         "bklog_workers": {"hosts": {"vm1": None}},
     }}}}}
+    if infra is not None:  # an infra host in every infrastructure group
+        infra_vars = {"ansible_host": "192.0.2.11", "ansible_connection": "ssh", **infra}
+        for group in ("bklog_consul_servers", "bklog_postgresql", "bklog_redis", "bklog_lb"):
+            inventory["all"]["children"][group] = {"hosts": {"infra1": infra_vars}}
     path = tmp_path / "hosts.yml"
     path.write_text(yaml.safe_dump(inventory))
     env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
            "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
-    return subprocess.run([str(BIN / "ansible-playbook"), "-i", str(path), str(ROOT / "playbooks" / "site.yml")],
+    return subprocess.run([str(BIN / "ansible-playbook"), "-i", str(path), str(ROOT / "playbooks" / playbook)],
                           env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -58,6 +62,30 @@ def test_bad_inventory_fails_before_any_host_is_touched(tmp_path, overrides, mes
     assert message in " ".join(output.split()), output[-3000:]
     assert "UNREACHABLE" not in output
     assert "Gathering Facts" not in output and "TASK [supervisor : Install" not in output
+
+
+INFRA = {"redis_password": "r" * 20, "postgresql_password": "p" * 20, "consul_server": True}
+CONSUL = {"bklog_consul_enabled": True, "consul_retry_join": ["infra1"]}
+
+
+@pytest.mark.parametrize("playbook, overrides, infra, message", [
+    ("site.yml", {**CONSUL, "consul_version": "1.17.0"}, INFRA, "consul_version must be 1.16.x, the last MPL-2.0 line (got 1.17.0)"),
+    ("site.yml", {**CONSUL, "consul_install_from": "controller"}, INFRA, "consul_install_from=controller needs consul_binary_src"),
+    ("site.yml", {"bklog_consul_enabled": True}, INFRA, "a client needs consul_retry_join (got [])"),
+    ("site.yml", {}, {**INFRA, "consul_bootstrap_expect": 2}, "consul_bootstrap_expect must be 1, 3 or 5 (got 2)"),
+    ("site.yml", {}, {**INFRA, "postgresql_allowed_cidrs": ["10.0.0.0"]}, "postgresql_allowed_cidrs must be networks like 10.0.0.0/8"),
+    ("site.yml", {}, {**INFRA, "postgresql_password": ""}, "postgresql_password must be set"),
+    ("rolling_upgrade.yml", {}, None, "bklog_rollout_smoke_token must be set (20+ characters"),
+    ("rolling_upgrade.yml", {"bklog_rollout_smoke_token": "t" * 24, "bklog_rollout_lb_hosts": ["lb9"]}, None,
+     "bklog_rollout_lb_hosts must be inventory hosts (unknown: ['lb9'])"),
+    ("rollback.yml", {}, None, "bklog_rollout_smoke_token must be set (20+ characters"),
+])
+def test_bad_fleet_inventory_fails_before_any_host_is_touched(tmp_path, playbook, overrides, infra, message):
+    result = run_site(tmp_path, playbook, infra, **overrides)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert message in " ".join(output.split()), output[-3000:]
+    assert "UNREACHABLE" not in output and "Gathering Facts" not in output
 
 
 def test_secrets_never_reach_the_output(tmp_path):

@@ -36,6 +36,26 @@ def test_create_index_set_and_token(client):
         run("create_api_token", "ops")
 
 
+def test_api_token_from_stdin_is_idempotent(client, monkeypatch):
+    """A deploy sets its smoke-test token from the vault on every run: created, then unchanged."""
+    secret = "smoke-token-0123456789abcdef"
+
+    def with_stdin(*args):
+        monkeypatch.setattr("sys.stdin", io.StringIO(secret + "\n"))
+        return run(*args)
+
+    assert with_stdin("create_api_token", "smoke", "--role", "reader", "--token-stdin") == "created"
+    assert with_stdin("create_api_token", "smoke", "--role", "reader", "--token-stdin") == "unchanged"
+    assert client.get("/api/v1/index_sets", HTTP_AUTHORIZATION=f"Bearer {secret}").status_code == 200
+    secret = "rotated-token-0123456789abcdef"
+    assert with_stdin("create_api_token", "smoke", "--role", "reader", "--token-stdin") == "updated"
+    assert client.get("/api/v1/index_sets", HTTP_AUTHORIZATION=f"Bearer {secret}").status_code == 200
+    assert ApiToken.objects.filter(name="smoke").count() == 1
+    secret = "short"
+    with pytest.raises(CommandError, match="at least 20 characters"):
+        with_stdin("create_api_token", "smoke", "--token-stdin")
+
+
 def _fill(index_set, n, start=None):
     start = start or timezone.now() - timedelta(hours=1)
     LogLine.objects.bulk_create([LogLine(index_set=index_set, timestamp=start + timedelta(seconds=i),

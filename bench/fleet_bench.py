@@ -1,0 +1,126 @@
+"""Fleet benchmark: deploy wall time against the number of hosts (1, 2, 4 all-in-one hosts at
+once) and a rolling upgrade of the same hosts, in batches of `--serial` hosts, with the wall time
+of each batch. It shows what grows with hosts and what with batches.
+
+    uv run python bench/fleet_bench.py [--hosts 1 2 4] [--serial 2] [--write]
+
+Hosts are podman containers from scripts/build-images.sh, podman connection (about 1 s per task),
+each a whole all-in-one installation (nginx, gunicorn, workers, Redis, SQLite). Requests served
+and failed during upgrades under load are measured by molecule/cluster (see docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from results import append_section  # noqa: E402
+BIN = Path(sys.executable).parent
+PREFIX = "bklog-fleetbench"
+
+
+def playbook(inventory: Path, name: str, *extra: str) -> tuple[float, str]:
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "PATH": f"{BIN}:{os.environ['PATH']}",
+           "ANSIBLE_FORKS": "8", "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks"}
+    started = time.perf_counter()
+    result = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(inventory), str(ROOT / "playbooks" / name), *extra],
+                            env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(result.stdout[-4000:] + result.stderr[-2000:])
+    return elapsed, result.stdout
+
+
+def batch_seconds(log: str) -> list[float]:
+    """Wall time of each batch of the serial play, from profile_tasks' timestamps: a batch starts at
+    its 'Note the running release' task and ends where the next one starts (or the play ends)."""
+    stamps = []
+    for match in re.finditer(r"TASK \[([^\]]+)\].*?\n(\w+ \d+ \w+ \d{4} +\d\d:\d\d:\d\d)", log):
+        stamps.append((match.group(1), datetime.strptime(" ".join(match.group(2).split()), "%A %d %B %Y %H:%M:%S")))
+    starts = [t for name, t in stamps if name == "Note the running release"]
+    end = stamps[-1][1] if stamps else None
+    return [((starts[i + 1] if i + 1 < len(starts) else end) - s).total_seconds() for i, s in enumerate(starts)]
+
+
+def hosts_up(names: list[str]) -> None:
+    subprocess.run(["podman", "rm", "-f", *names], capture_output=True)
+    for name in names:
+        subprocess.run(["podman", "run", "-d", "--name", name, "--hostname", name, "--systemd=always",
+                        "localhost/bklog-test-bookworm:latest", "/sbin/init"], check=True, capture_output=True)
+    for name in names:
+        for _ in range(60):
+            state = subprocess.run(["podman", "exec", name, "systemctl", "is-system-running"], capture_output=True,
+                                   text=True).stdout.strip()
+            if state in ("running", "degraded"):
+                break
+            time.sleep(1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--hosts", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--serial", type=int, default=2)
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+    subprocess.run([str(ROOT / "scripts" / "build-images.sh"), "bookworm"], check=True, capture_output=True)
+    rows = []
+    for count in args.hosts:
+        names = [f"{PREFIX}-{i}" for i in range(1, count + 1)]
+        work = Path(tempfile.mkdtemp(prefix="bklog-fleet-bench-"))
+        (work / "group_vars").symlink_to(ROOT / "inventories" / "local" / "group_vars")
+        hosts = "".join(f"            {n}:\n" for n in names)
+        (work / "hosts.yml").write_text(
+            "all:\n  children:\n    bklog:\n      children:\n"
+            + "".join(f"        {g}:\n          hosts:\n{hosts}" for g in ("bklog_api", "bklog_workers", "bklog_redis"))
+            + "  vars:\n    ansible_connection: containers.podman.podman\n"
+            + "    bklog_rollout_smoke_token: bench-smoke-0123456789abcdef\n"
+            # every host is a whole installation: each runs its own beat
+            + "    celery_workers_beat_host: '{{ inventory_hostname }}'\n")
+        try:
+            hosts_up(names)
+            deploy_s, _ = playbook(work, "site.yml")
+            upgrade_s, log = playbook(work, "rolling_upgrade.yml", "-e", f"bklog_version=1.5.{count}",
+                                      "-e", f"bklog_rollout_serial={args.serial}")
+            batches = batch_seconds(log)
+        finally:
+            subprocess.run(["podman", "rm", "-f", *names], capture_output=True)
+        rows.append((count, deploy_s, upgrade_s, batches))
+        print(f"{count} host(s): deploy {deploy_s:.0f} s, rolling upgrade {upgrade_s:.0f} s, batches "
+              f"{', '.join(f'{b:.0f}' for b in batches)} s", file=sys.stderr)
+
+    lines = [
+        f"## Fleet deploy and rolling upgrade against the number of hosts — {datetime.now().strftime('%Y-%m-%d %H:%M')}",
+        "",
+        f"Machine: {os.cpu_count()} cores; the hosts are podman containers (Debian 12, systemd) on this one machine, "
+        f"podman connection, forks 8; each host an all-in-one installation. `site.yml` on fresh hosts, then "
+        f"`rolling_upgrade.yml` to a new version with serial {args.serial}. One run each (bench/fleet_bench.py).",
+        "",
+        "| hosts | deploy s | deploy s per host | upgrade batches | upgrade s | s per batch (each) |",
+        "| ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for count, deploy_s, upgrade_s, batches in rows:
+        lines.append(f"| {count} | {deploy_s:.0f} | {deploy_s / count:.0f} | {math.ceil(count / args.serial)} | "
+                     f"{upgrade_s:.0f} | {', '.join(f'{b:.0f}' for b in batches)} |")
+    first, last = rows[0], rows[-1]
+    lines += ["", f"From {first[0]} to {last[0]} hosts: deploy x{last[1] / first[1]:.2f}, upgrade x{last[2] / first[2]:.2f} "
+              f"({math.ceil(first[0] / args.serial)} to {math.ceil(last[0] / args.serial)} batches). "
+              "The hosts share this machine's 2 cores, so per-host work (pip installs, service starts) also "
+              "competes for CPU; on separate VMs only the controller is shared.", ""]
+    text = "\n".join(lines)
+    print(text)
+    if args.write:
+        append_section(text)
+
+
+if __name__ == "__main__":
+    main()

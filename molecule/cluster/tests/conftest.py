@@ -1,0 +1,86 @@
+"""Shared by the cluster checks: the hosts (testinfra's podman backend), the balancer's address,
+tokens made on the fleet, and running the bundle's own playbooks against the scenario."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import testinfra
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+ROOT = Path(__file__).resolve().parents[3]
+LB = "http://127.0.0.1:18080"
+
+
+def inventory() -> dict:
+    return yaml.safe_load(Path(os.environ["MOLECULE_INVENTORY_FILE"]).read_text())
+
+
+def group(name: str) -> list[str]:
+    return sorted(inventory()[name]["hosts"])
+
+
+def host(name: str):
+    return testinfra.get_host(f"podman://{name}")
+
+
+def wait_until(predicate, what: str, timeout: float = 90, every: float = 1):
+    deadline = time.time() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.time() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+def consul(path: str):
+    """The catalog as the Consul server on the infra host sees it."""
+    return json.loads(host(group("bklog_lb")[0]).check_output("curl -sS http://127.0.0.1:8500%s", path))
+
+
+def playbook(name: str, *extra: str, timeout: int = 1800) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+           "ANSIBLE_FORKS": "8"}
+    started = time.time()
+    # Written as it runs (tail -f it while a long upgrade is under way).
+    log = Path(os.environ.get("BKLOG_CLUSTER_LOG_DIR", "/tmp")) / f"bklog-cluster-{name}-{int(started)}.log"
+    with log.open("w") as out:
+        run = subprocess.run(["ansible-playbook", "-i", str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent),
+                              str(ROOT / "playbooks" / name), *extra], env=env, stdout=out, stderr=subprocess.STDOUT,
+                             text=True, timeout=timeout)
+    run.seconds = time.time() - started
+    run.stdout = log.read_text()
+    run.log = log
+    return run
+
+
+def running_versions() -> dict[str, str]:
+    return {h: host(h).check_output("cat /opt/bklog/current/.complete") for h in group("bklog")}
+
+
+@pytest.fixture(scope="session")
+def admin_token() -> str:
+    api = host(group("bklog_api")[0])
+    name = f"verify-{int(time.time())}"
+    return api.check_output(f"/usr/local/bin/bklog create_api_token {name}").splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def load_index_set(admin_token) -> tuple[str, str]:
+    """An index set for the load, created through the balancer: (name, ingest token)."""
+    from load import Load
+
+    client = Load(LB, "", "", admin_token)
+    name = f"load-{int(time.time())}"
+    status, body = client.request("POST", "/api/v1/index_sets", json.dumps({"name": name}).encode())
+    assert status == 201, body
+    return name, json.loads(body)["ingest_token"]

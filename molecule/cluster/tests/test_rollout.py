@@ -1,0 +1,99 @@
+"""Rolling upgrades and rollbacks of the cluster under constant load through the balancer.
+Runs after test_cluster.py (files run in name order): it changes the fleet's release.
+
+1. rolling_upgrade.yml v1 -> v2: no failed request, every line searchable, every export done.
+2. A v3 whose readiness fails: stops at the first batch, rolled back there, fleet serves v2.
+3. rollback.yml: v2 -> v1 the same way."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import LB, ROOT, group, playbook, running_versions, wait_until
+from load import Load
+
+pytestmark = pytest.mark.usefixtures("load_index_set")
+
+
+@pytest.fixture(scope="module")
+def load(admin_token, load_index_set):
+    name, ingest_token = load_index_set
+    return lambda: Load(LB, name, ingest_token, admin_token)
+
+
+def _check_after(traffic: Load):
+    assert not traffic.failures, f"{traffic.summary()}; first failures: {traffic.failures[:5]}"
+    assert traffic.served > 100 and traffic.sent_lines > 0
+
+    def searchable():
+        status, body = traffic.request("GET", f"/api/v1/index_sets/{traffic.index_set}/search?q={traffic.run_id}&size=1")
+        result = json.loads(body)
+        return status == 200 and result["total"] == traffic.sent_lines and result.get("total_relation", "eq") == "eq"
+
+    wait_until(searchable, f"{traffic.sent_lines} lines of {traffic.run_id} searchable", timeout=180, every=3)
+
+    def exports_done():
+        statuses = [json.loads(traffic.request("GET", f"/api/v1/exports/{job}")[1])["status"] for job in traffic.export_jobs]
+        assert "failed" not in statuses, statuses
+        return all(s == "done" for s in statuses)
+
+    wait_until(exports_done, f"{len(traffic.export_jobs)} export jobs done", timeout=180, every=3)
+
+
+def _under_load(load, name: str, *extra: str):
+    traffic = load().start()
+    try:
+        run = playbook(name, *extra)
+    finally:
+        traffic.stop()
+    print(f"{name} {' '.join(extra)}: {run.seconds:.0f} s, {traffic.summary()} (log: {run.log})")
+    return run, traffic
+
+
+def test_rolling_upgrade_to_v2_under_load(load):
+    before = running_versions()
+    assert set(before.values()) == {"1.0.0"}, before
+    run, traffic = _under_load(load, "rolling_upgrade.yml", "-e", "bklog_version=2.0.0")
+    assert run.returncode == 0, run.stdout[-6000:]
+    assert set(running_versions().values()) == {"2.0.0"}
+    _check_after(traffic)
+
+
+@pytest.fixture(scope="module")
+def broken_source(tmp_path_factory) -> Path:
+    """A copy of the project whose /readyz always answers 503: a release that must never serve."""
+    src = tmp_path_factory.mktemp("broken") / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", ".venv", "molecule", "tests", "docs", "bench"))
+    observability = src / "bklog" / "observability.py"
+    text = observability.read_text()
+    marker = "def readyz(request"
+    assert marker in text
+    observability.write_text(text.replace(marker, "def _real_readyz(request", 1) + (
+        "\n\ndef readyz(request):  # deliberately broken release (molecule/cluster test_rollout.py)\n"
+        "    from django.http import JsonResponse\n"
+        "    return JsonResponse({'status': 'broken on purpose'}, status=503)\n"))
+    return src
+
+
+def test_a_broken_v3_stops_at_the_first_batch_and_is_rolled_back(load, broken_source):
+    run, traffic = _under_load(load, "rolling_upgrade.yml", "-e", "bklog_version=3.0.0", "-e", f"bklog_source={broken_source}")
+    assert run.returncode != 0
+    assert "was rolled back to 2.0.0" in run.stdout, run.stdout[-6000:]
+    versions = running_versions()
+    assert set(versions.values()) == {"2.0.0"}, versions
+    # Only the first batch (one host) was touched: it has v3 installed, the others never got to it
+    # through the serial play (the release was installed beside everywhere, never activated).
+    assert run.stdout.count("Switch back and restart") >= 1
+    _check_after(traffic)
+
+
+def test_rollback_playbook_returns_the_fleet_to_v1(load):
+    run, traffic = _under_load(load, "rollback.yml")
+    assert run.returncode == 0, run.stdout[-6000:]
+    assert set(running_versions().values()) == {"1.0.0"}
+    _check_after(traffic)
