@@ -2,7 +2,12 @@
 once) and a rolling upgrade of the same hosts, in batches of `--serial` hosts, with the wall time
 of each batch. It shows what grows with hosts and what with batches.
 
-    uv run python bench/fleet_bench.py [--hosts 1 2 4] [--serial 2] [--write]
+    uv run python bench/fleet_bench.py [--hosts 1 2 4] [--serial 2] [--cluster] [--write]
+
+--cluster also runs `molecule test -s cluster` and reports its upgrades under load through the
+balancer: wall time, time of each batch, requests served and failed, lines and exports.
+--cluster-results FILE reports them from a run made elsewhere (BKLOG_BENCH_OUT=FILE in the
+environment of `molecule test -s cluster`, or of `.ci/run`) instead.
 
 Hosts are podman containers from scripts/build-images.sh, podman connection (about 1 s per task),
 each a whole all-in-one installation (nginx, gunicorn, workers, Redis, SQLite). Requests served
@@ -66,12 +71,47 @@ def hosts_up(names: list[str]) -> None:
             time.sleep(1)
 
 
+def cluster_section(results: Path | None) -> str:
+    """`molecule test -s cluster`, its upgrades measured by its own tests (test_rollout.py)."""
+    import json
+
+    total = None
+    if results is None:
+        results = Path(tempfile.mkdtemp(prefix="bklog-cluster-bench-")) / "runs.jsonl"
+        env = {**os.environ, "BKLOG_BENCH_OUT": str(results), "PATH": f"{BIN}:{os.environ['PATH']}"}
+        started = time.perf_counter()
+        subprocess.run([str(BIN / "molecule"), "test", "-s", "cluster"], cwd=ROOT, env=env, check=True)
+        total = time.perf_counter() - started
+    out = results
+
+    lines = [
+        f"## Rolling upgrades of the cluster under load — {datetime.now().strftime('%Y-%m-%d %H:%M')}",
+        "",
+        f"Machine: {os.cpu_count()} cores; `molecule/cluster` (infra host with Consul server, PostgreSQL, Redis and the "
+        "nginx balancer; 2 API hosts, Debian 12 and 13; 1 worker host), podman connection. Load through the balancer "
+        "during each playbook: 12 searches/s, 4 ingests/s of 5 lines, an export every 5 s. Batches: a canary host, "
+        "then the rest. " + (f"Whole `molecule test -s cluster`: {total / 60:.1f} min. " if total else "")
+        + f"One run (bench/fleet_bench.py, from {'its own molecule run' if total else results.name}).",
+        "",
+        "| playbook | wall s | s per batch (each) | requests served | failed | lines ingested (all searchable) | exports (all done) |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for run in map(json.loads, out.read_text().splitlines()):
+        batches = batch_seconds(Path(run["log"]).read_text())
+        lines.append(f"| {run['playbook']} {run['args']} | {run['seconds']:.0f} | {', '.join(f'{b:.0f}' for b in batches)} | "
+                     f"{run['served']} | {run['failed']} | {run['lines']} | {run['exports']} |")
+    return "\n".join(lines) + "\n\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--hosts", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--hosts", type=int, nargs="*", default=[1, 2, 4], help="none: the cluster part only")
     parser.add_argument("--serial", type=int, default=2)
+    parser.add_argument("--cluster", action="store_true")
+    parser.add_argument("--cluster-results", type=Path)
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
+    cluster_text = cluster_section(args.cluster_results) if args.cluster or args.cluster_results else ""
     subprocess.run([str(ROOT / "scripts" / "build-images.sh"), "bookworm"], check=True, capture_output=True)
     rows = []
     for count in args.hosts:
@@ -98,6 +138,11 @@ def main() -> None:
         print(f"{count} host(s): deploy {deploy_s:.0f} s, rolling upgrade {upgrade_s:.0f} s, batches "
               f"{', '.join(f'{b:.0f}' for b in batches)} s", file=sys.stderr)
 
+    if not rows:
+        print(cluster_text)
+        if args.write and cluster_text:
+            append_section(cluster_text)
+        return
     lines = [
         f"## Fleet deploy and rolling upgrade against the number of hosts — {datetime.now().strftime('%Y-%m-%d %H:%M')}",
         "",
@@ -116,7 +161,7 @@ def main() -> None:
               f"({math.ceil(first[0] / args.serial)} to {math.ceil(last[0] / args.serial)} batches). "
               "The hosts share this machine's 2 cores, so per-host work (pip installs, service starts) also "
               "competes for CPU; on separate VMs only the controller is shared.", ""]
-    text = "\n".join(lines)
+    text = cluster_text + "\n".join(lines)
     print(text)
     if args.write:
         append_section(text)

@@ -11,8 +11,19 @@ export PATH="$PWD/.venv/bin:$PATH"
 
 run_dir=$(mktemp -d /tmp/bklog-test.XXXXXX)
 chmod 755 "$run_dir"
-cleanup() { python tests/servers.py stop "$run_dir" || true; rm -rf "$run_dir"; }
+cleanup() {
+  if [[ -n ${prebuild:-} ]]; then kill "$prebuild" 2>/dev/null || true; fi
+  python tests/servers.py stop "$run_dir" || true
+  rm -rf "$run_dir"
+}
 trap cleanup EXIT
+
+# The molecule hosts' images and the cluster's Consul agent (both cached; minutes to build on a
+# fresh machine): built in the background while the other suites run.
+if [[ $what == all || $what == molecule ]]; then
+  (scripts/build-images.sh && scripts/build-consul.sh) >"$run_dir/prebuild.log" 2>&1 &
+  prebuild=$!
+fi
 
 if [[ $what == all || $what == service ]]; then
   eval "$(python tests/servers.py start "$run_dir")"
@@ -40,8 +51,8 @@ fi
 
 if [[ $what == all || $what == molecule ]]; then
   echo "== molecule"
-  scripts/build-images.sh
-  scripts/build-consul.sh >/dev/null   # the cluster scenario's Consul agent (cached)
+  wait "$prebuild" || { cat "$run_dir/prebuild.log"; echo "building the test images or Consul failed"; exit 1; }
+  tail -n 3 "$run_dir/prebuild.log"
   for scenario in molecule/*/; do
     molecule test -s "$(basename "$scenario")"
     suites=$((suites + 1))

@@ -49,7 +49,7 @@ def consul(path: str):
 
 def playbook(name: str, *extra: str, timeout: int = 1800) -> subprocess.CompletedProcess:
     env = {**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-           "ANSIBLE_FORKS": "8"}
+           "ANSIBLE_FORKS": "8", "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks"}
     started = time.time()
     # Written as it runs (tail -f it while a long upgrade is under way).
     log = Path(os.environ.get("BKLOG_CLUSTER_LOG_DIR", "/tmp")) / f"bklog-cluster-{name}-{int(started)}.log"
@@ -75,12 +75,16 @@ def admin_token() -> str:
 
 
 @pytest.fixture(scope="session")
-def load_index_set(admin_token) -> tuple[str, str]:
-    """An index set for the load, created through the balancer: (name, ingest token)."""
+def new_load(admin_token):
+    """Makes a Load on a new index set (created through the balancer): one per playbook run, so
+    its line count is that run's alone."""
     from load import Load
 
-    client = Load(LB, "", "", admin_token)
-    name = f"load-{int(time.time())}"
-    status, body = client.request("POST", "/api/v1/index_sets", json.dumps({"name": name}).encode())
-    assert status == 201, body
-    return name, json.loads(body)["ingest_token"]
+    def make() -> Load:
+        client = Load(LB, "", "", admin_token)
+        name = f"load-{time.time_ns()}"
+        status, body = client.request("POST", "/api/v1/index_sets", json.dumps({"name": name}).encode())
+        assert status == 201, body
+        return Load(LB, name, json.loads(body)["ingest_token"], admin_token)
+
+    return make
