@@ -49,6 +49,7 @@ def registration(config: Config, bind: str) -> dict:
         raise ValueError(f"cannot advertise {bind!r} to Consul: set BKLOG_CONSUL_SERVICE_PORT (and _ADDRESS)")
     service_id = f"{config['BKLOG_CONSUL_SERVICE_NAME']}-{socket.gethostname()}-{port}"
     check_url = config["BKLOG_CONSUL_CHECK_URL"] or f"http://{address}:{port}/healthz"
+    ready_url = config["BKLOG_CONSUL_READY_CHECK_URL"] or f"http://{address}:{port}/readyz"
     return {
         "name": config["BKLOG_CONSUL_SERVICE_NAME"],
         "service_id": service_id,
@@ -56,6 +57,7 @@ def registration(config: Config, bind: str) -> dict:
         "port": port,
         "tags": config["BKLOG_CONSUL_SERVICE_TAGS"],
         "check_url": check_url,
+        "ready_url": ready_url,
         "interval": config["BKLOG_CONSUL_CHECK_INTERVAL"],
         "timeout": config["BKLOG_CONSUL_CHECK_TIMEOUT"],
         "deregister": config["BKLOG_CONSUL_DEREGISTER_AFTER"],
@@ -71,10 +73,14 @@ def register(bind: str, config: Config | None = None) -> str | None:
         import consul
 
         reg = registration(config, bind)
+        # Two checks: liveness reaps a dead instance after `deregister`; readiness only keeps the
+        # instance out of "passing" while a dependency is down (a reaped instance would not come
+        # back until gunicorn restarts).
         check = consul.Check.http(reg["check_url"], reg["interval"], timeout=reg["timeout"], deregister=reg["deregister"])
+        ready = {**consul.Check.http(reg["ready_url"], reg["interval"], timeout=reg["timeout"]), "Name": "bklog API readiness"}
         _agent(config).agent.service.register(
             reg["name"], service_id=reg["service_id"], address=reg["address"], port=reg["port"],
-            tags=reg["tags"], check=check, replace_existing_checks=True,
+            tags=reg["tags"], check=check, extra_checks=[ready], replace_existing_checks=True,
         )
     except Exception as exc:
         log.warning("Consul registration at %s failed, serving without it: %s: %s",

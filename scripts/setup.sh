@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(postgresql redis-server sqlite3 podman runc debootstrap wrk curl ca-certificates)
+# prometheus: its promtool checks and unit-tests the alert rules.
+APT_PACKAGES=(postgresql redis-server sqlite3 podman runc debootstrap wrk curl ca-certificates prometheus)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

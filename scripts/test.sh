@@ -2,7 +2,7 @@
 # Every test of the project: the service on SQLite and on PostgreSQL (real servers started here,
 # stopped on exit), lint of the Ansible content, and the molecule scenarios on podman hosts.
 #   scripts/test.sh            everything
-#   scripts/test.sh service    the service tests only
+#   scripts/test.sh service    the service tests only (also: deploy, monitoring, lint, molecule)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -39,6 +39,12 @@ fi
 if [[ $what == all || $what == deploy ]]; then
   echo "== deploy tests (inventory validation, role specs)"
   pytest tests/deploy
+  suites=$((suites + 1))
+fi
+
+if [[ $what == all || $what == monitoring ]]; then
+  echo "== alert rules (promtool check rules, promtool test rules)"
+  (cd monitoring && promtool check rules bklog-alerts.yml && promtool test rules bklog-alerts.test.yml)
   suites=$((suites + 1))
 fi
 

@@ -281,6 +281,9 @@ def test_consul_hooks_register_and_deregister(stack_factory):
         assert check["http"] == f"http://127.0.0.1:{stack.port}/healthz"
         assert check["interval"] == "10s" and check["timeout"] == "5s"
         assert check["deregistercriticalserviceafter"] == "1m"
+        # Readiness: a second check that never deregisters (a dependency outage must not reap it).
+        ready = {k.lower(): v for k, v in payload["checks"][1].items()}
+        assert ready["http"] == f"http://127.0.0.1:{stack.port}/readyz" and "deregistercriticalserviceafter" not in ready
         assert stack.stop("gunicorn") == 0
         assert agent.requests[-1][1] == f"/v1/agent/service/deregister/{payload['id']}"
     finally:
