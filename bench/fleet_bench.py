@@ -107,6 +107,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--hosts", type=int, nargs="*", default=[1, 2, 4], help="none: the cluster part only")
     parser.add_argument("--serial", type=int, default=2)
+    parser.add_argument("--no-upgrade", action="store_true", help="deploy times only")
     parser.add_argument("--cluster", action="store_true")
     parser.add_argument("--cluster-results", type=Path)
     parser.add_argument("--write", action="store_true")
@@ -129,9 +130,11 @@ def main() -> None:
         try:
             hosts_up(names)
             deploy_s, _ = playbook(work, "site.yml")
-            upgrade_s, log = playbook(work, "rolling_upgrade.yml", "-e", f"bklog_version=1.5.{count}",
-                                      "-e", f"bklog_rollout_serial={args.serial}")
-            batches = batch_seconds(log)
+            upgrade_s, batches = float("nan"), []
+            if not args.no_upgrade:
+                upgrade_s, log = playbook(work, "rolling_upgrade.yml", "-e", f"bklog_version=1.5.{count}",
+                                          "-e", f"bklog_rollout_serial={args.serial}")
+                batches = batch_seconds(log)
         finally:
             subprocess.run(["podman", "rm", "-f", *names], capture_output=True)
         rows.append((count, deploy_s, upgrade_s, batches))
