@@ -89,8 +89,8 @@ def cluster_section(results: Path | None) -> str:
         "",
         f"Machine: {os.cpu_count()} cores; `molecule/cluster` (infra host with Consul server, PostgreSQL, Redis and the "
         "nginx balancer; 2 API hosts, Debian 12 and 13; 1 worker host), podman connection. Load through the balancer "
-        "during each playbook: 12 searches/s, 4 ingests/s of 5 lines, an export every 5 s. Batches: a canary host, "
-        "then the rest. " + (f"Whole `molecule test -s cluster`: {total / 60:.1f} min. " if total else "")
+        "during each playbook: 12 searches/s, 4 ingests/s of 5 lines, an export every 5 s. One host per batch "
+        "(serial 1), API hosts first. " + (f"Whole `molecule test -s cluster`: {total / 60:.1f} min. " if total else "")
         + f"One run (bench/fleet_bench.py, from {'its own molecule run' if total else results.name}).",
         "",
         "| playbook | wall s | s per batch (each) | requests served | failed | lines ingested (all searchable) | exports (all done) |",
