@@ -10,6 +10,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 
 
@@ -86,7 +87,10 @@ class Load:
 
     def _export(self):
         body = self._record("export", (202,), lambda: self.request(
-            "POST", f"/api/v1/index_sets/{self.index_set}/exports", json.dumps({"q": "payment"}).encode()))
+            # The last half minute only: exports of the whole growing index set queue up behind each
+            # other (the first CI run timed out waiting for 101 of them), which is not what this measures.
+            "POST", f"/api/v1/index_sets/{self.index_set}/exports",
+            json.dumps({"q": "payment", "start": datetime.fromtimestamp(time.time() - 30, timezone.utc).isoformat()}).encode()))
         if body is not None:
             with self._lock:
                 self.export_jobs.append(json.loads(body)["id"])

@@ -43,7 +43,7 @@ def _check_after(traffic: Load):
         assert "failed" not in statuses, statuses
         return all(s == "done" for s in statuses)
 
-    wait_until(exports_done, f"{len(traffic.export_jobs)} export jobs done", timeout=180, every=3)
+    wait_until(exports_done, f"{len(traffic.export_jobs)} export jobs done", timeout=300, every=3)
 
 
 def _under_load(load, name: str, *extra: str):
