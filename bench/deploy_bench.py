@@ -21,6 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
+from hosts import boot_hosts  # noqa: E402
 from results import append_section  # noqa: E402
 BIN = Path(sys.executable).parent
 NAME = "bklog-bench"
@@ -41,18 +42,6 @@ def playbook(inventory: Path, *extra: str) -> float:
     return elapsed
 
 
-def fresh_host() -> None:
-    subprocess.run(["podman", "rm", "-f", NAME], capture_output=True)
-    sh(["podman", "run", "-d", "--name", NAME, "--hostname", NAME, "--systemd=always",
-        "localhost/bklog-test-bookworm:latest", "/sbin/init"])
-    for _ in range(60):
-        state = subprocess.run(["podman", "exec", NAME, "systemctl", "is-system-running"], capture_output=True,
-                               text=True).stdout.strip()
-        if state in ("running", "degraded"):
-            return
-        time.sleep(1)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
@@ -68,7 +57,7 @@ def main() -> None:
     cold, idem, redeploy = [], [], []
     try:
         for run in range(args.runs):
-            fresh_host()
+            boot_hosts([NAME])
             cold.append(playbook(work))
             idem.append(playbook(work))
             redeploy.append(playbook(work, "-e", f"bklog_version=1.0.{run + 100}"))

@@ -29,6 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
+from hosts import boot_hosts  # noqa: E402
 from results import append_section  # noqa: E402
 BIN = Path(sys.executable).parent
 PREFIX = "bklog-fleetbench"
@@ -55,20 +56,6 @@ def batch_seconds(log: str) -> list[float]:
     starts = [t for name, t in stamps if name == "Note the running release"]
     end = stamps[-1][1] if stamps else None
     return [((starts[i + 1] if i + 1 < len(starts) else end) - s).total_seconds() for i, s in enumerate(starts)]
-
-
-def hosts_up(names: list[str]) -> None:
-    subprocess.run(["podman", "rm", "-f", *names], capture_output=True)
-    for name in names:
-        subprocess.run(["podman", "run", "-d", "--name", name, "--hostname", name, "--systemd=always",
-                        "localhost/bklog-test-bookworm:latest", "/sbin/init"], check=True, capture_output=True)
-    for name in names:
-        for _ in range(60):
-            state = subprocess.run(["podman", "exec", name, "systemctl", "is-system-running"], capture_output=True,
-                                   text=True).stdout.strip()
-            if state in ("running", "degraded"):
-                break
-            time.sleep(1)
 
 
 def cluster_section(results: Path | None) -> str:
@@ -128,7 +115,7 @@ def main() -> None:
             # every host is a whole installation: each runs its own beat
             + "    celery_workers_beat_host: '{{ inventory_hostname }}'\n")
         try:
-            hosts_up(names)
+            boot_hosts(names)
             deploy_s, _ = playbook(work, "site.yml")
             upgrade_s, batches = float("nan"), []
             if not args.no_upgrade:
