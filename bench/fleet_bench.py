@@ -9,7 +9,7 @@ balancer: wall time, time of each batch, requests served and failed, lines and e
 --cluster-results FILE reports them from a run made elsewhere (BKLOG_BENCH_OUT=FILE in the
 environment of `molecule test -s cluster`, or of `.ci/run`) instead.
 
-Hosts are podman containers from scripts/build-images.sh, podman connection (about 1 s per task),
+Hosts are podman containers from scripts/build-images.sh, reached over SSH (as molecule does),
 each a whole all-in-one installation (nginx, gunicorn, workers, Redis, SQLite). Requests served
 and failed during upgrades under load are measured by molecule/cluster (see docs/benchmarks.md).
 """
@@ -29,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from hosts import boot_hosts  # noqa: E402
+from hosts import boot_hosts, inventory_vars  # noqa: E402
 from results import append_section  # noqa: E402
 BIN = Path(sys.executable).parent
 PREFIX = "bklog-fleetbench"
@@ -75,7 +75,7 @@ def cluster_section(results: Path | None) -> str:
         f"## Rolling upgrades of the cluster under load — {datetime.now().strftime('%Y-%m-%d %H:%M')}",
         "",
         f"Machine: {os.cpu_count()} cores; `molecule/cluster` (infra host with Consul server, PostgreSQL, Redis and the "
-        "nginx balancer; 2 API hosts, Debian 12 and 13; 1 worker host), podman connection. Load through the balancer "
+        "nginx balancer; 2 API hosts, Debian 12 and 13; 1 worker host), reached over SSH. Load through the balancer "
         "during each playbook: 12 searches/s, 4 ingests/s of 5 lines, an export every 5 s. One host per batch "
         "(serial 1), API hosts first. " + (f"Whole `molecule test -s cluster`: {total / 60:.1f} min. " if total else "")
         + f"One run (bench/fleet_bench.py, from {'its own molecule run' if total else results.name}).",
@@ -106,16 +106,16 @@ def main() -> None:
         names = [f"{PREFIX}-{i}" for i in range(1, count + 1)]
         work = Path(tempfile.mkdtemp(prefix="bklog-fleet-bench-"))
         (work / "group_vars").symlink_to(ROOT / "inventories" / "local" / "group_vars")
-        hosts = "".join(f"            {n}:\n" for n in names)
-        (work / "hosts.yml").write_text(
-            "all:\n  children:\n    bklog:\n      children:\n"
-            + "".join(f"        {g}:\n          hosts:\n{hosts}" for g in ("bklog_api", "bklog_workers", "bklog_redis"))
-            + "  vars:\n    ansible_connection: containers.podman.podman\n"
-            + "    bklog_rollout_smoke_token: bench-smoke-0123456789abcdef\n"
-            # every host is a whole installation: each runs its own beat
-            + "    celery_workers_beat_host: '{{ inventory_hostname }}'\n")
         try:
-            boot_hosts(names)
+            addresses = boot_hosts(names)
+            hosts = "".join(f"            {n}:\n              ansible_host: {addresses[n]}\n" for n in names)
+            (work / "hosts.yml").write_text(
+                "all:\n  children:\n    bklog:\n      children:\n"
+                + "".join(f"        {g}:\n          hosts:\n{hosts}" for g in ("bklog_api", "bklog_workers", "bklog_redis"))
+                + "  vars:\n" + inventory_vars()
+                + "    bklog_rollout_smoke_token: bench-smoke-0123456789abcdef\n"
+                # every host is a whole installation: each runs its own beat
+                + "    celery_workers_beat_host: '{{ inventory_hostname }}'\n")
             deploy_s, _ = playbook(work, "site.yml")
             upgrade_s, batches = float("nan"), []
             if not args.no_upgrade:
@@ -137,7 +137,7 @@ def main() -> None:
         f"## Fleet deploy and rolling upgrade against the number of hosts — {datetime.now().strftime('%Y-%m-%d %H:%M')}",
         "",
         f"Machine: {os.cpu_count()} cores; the hosts are podman containers (Debian 12, systemd) on this one machine, "
-        f"podman connection, forks 8; each host an all-in-one installation. `site.yml` on fresh hosts, then "
+        f"reached over SSH, forks 8; each host an all-in-one installation. `site.yml` on fresh hosts, then "
         f"`rolling_upgrade.yml` to a new version with serial {args.serial}. One run each (bench/fleet_bench.py).",
         "",
         "| hosts | deploy s | deploy s per host | upgrade batches | upgrade s | s per batch (each) |",

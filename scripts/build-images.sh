@@ -9,9 +9,10 @@ suites=("$@")
 ((${#suites[@]})) || suites=(bookworm trixie)
 
 # Base system, plus the distribution packages the roles install, so a converge does not wait on
-# the mirror each time (the roles still declare and check them).
-RECIPE_VERSION=2
-INCLUDE=python3,python3-venv,systemd,systemd-sysv,dbus,iproute2,sudo,procps,ca-certificates,curl,nginx,supervisor,redis-server,logrotate,python3-apt,postgresql,python3-psycopg2,unzip
+# the mirror each time (the roles still declare and check them). openssh-server: the scenarios
+# log in over SSH, as operators do (and 3x faster per task than `podman exec`).
+RECIPE_VERSION=3
+INCLUDE=python3,python3-venv,systemd,systemd-sysv,dbus,iproute2,sudo,procps,ca-certificates,curl,nginx,supervisor,redis-server,logrotate,python3-apt,postgresql,python3-psycopg2,unzip,openssh-server
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 recipe_hash=$(printf '%s\n' "$RECIPE_VERSION" "$INCLUDE" | sha256sum | cut -c1-12)
 cache=${BKLOG_CACHE:-$HOME/.cache/bklog-deploy}/images

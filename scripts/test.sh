@@ -59,8 +59,8 @@ if [[ $what == all || $what == molecule ]]; then
   echo "== molecule"
   wait "$prebuild" || { cat "$run_dir/prebuild.log"; echo "building the test images or Consul failed"; exit 1; }
   tail -n 3 "$run_dir/prebuild.log"
-  for scenario in molecule/*/; do
-    molecule test -s "$(basename "$scenario")"
+  for scenario in molecule/*/molecule.yml; do  # molecule/shared holds playbooks, not a scenario
+    molecule test -s "$(basename "$(dirname "$scenario")")"
     suites=$((suites + 1))
   done
 fi

@@ -215,16 +215,19 @@ def exports_view(request, index_set: IndexSet):
 
     from bklog.logs.tasks import run_export
 
-    try:
-        with transaction.atomic():
-            job = ExportJob.objects.create(index_set=index_set, query=search_request.as_dict(), format=fmt,
-                                           created_by=request.api_token.name)
-            if settings.BKLOG_PIPELINE_ASYNC:
-                run_export.apply_async(args=[str(job.id)])
-    except Exception as exc:
-        if settings.BKLOG_PIPELINE_ASYNC and exc.__class__.__module__.startswith(("kombu", "redis", "celery")):
-            return error(503, f"the task broker is unavailable ({exc.__class__.__name__}); no export was created")
-        raise
+    # The job is committed before its task is published: a worker that picks the task up at once
+    # must find the job (published inside the transaction, it could run first, find nothing and
+    # ack, leaving the job pending for ever). If the broker refuses, the job is deleted again.
+    job = ExportJob.objects.create(index_set=index_set, query=search_request.as_dict(), format=fmt,
+                                   created_by=request.api_token.name)
+    if settings.BKLOG_PIPELINE_ASYNC:
+        try:
+            run_export.apply_async(args=[str(job.id)])
+        except Exception as exc:
+            job.delete()
+            if exc.__class__.__module__.startswith(("kombu", "redis", "celery")):
+                return error(503, f"the task broker is unavailable ({exc.__class__.__name__}); no export was created")
+            raise
     if not settings.BKLOG_PIPELINE_ASYNC:
         run_export.apply(args=[str(job.id)], throw=False)  # failure is recorded on the job
         job.refresh_from_db()

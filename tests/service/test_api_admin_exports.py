@@ -121,3 +121,42 @@ def test_export_status_unknown_and_not_done(loaded, client, reader_token):
     job = ExportJob.objects.create(index_set=IndexSet.objects.get(name="app"), query={})
     r = client.get(f"/api/v1/exports/{job.id}/download", HTTP_AUTHORIZATION=f"Bearer {reader_token}")
     assert r.status_code == 409 and "is pending" in r.json()["error"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_async_export_is_committed_before_its_task_is_published(loaded, client, reader_token, settings, monkeypatch):
+    """A worker may take the task the instant it is published: the job must already be visible to
+    another connection then, or the worker finds nothing, acks, and the job stays pending for ever
+    (seen under load in the cluster scenario). The broker is replaced by a recorder here: what is
+    checked is the database state at the moment of publishing, which no real broker can show."""
+    from django.db import connection
+
+    from bklog.logs import tasks
+
+    settings.BKLOG_PIPELINE_ASYNC = True
+    published = []
+
+    def record(args, **kwargs):
+        published.append((args[0], connection.in_atomic_block, ExportJob.objects.filter(pk=args[0]).exists()))
+
+    monkeypatch.setattr(tasks.run_export, "apply_async", record)
+    r = post_json(client, "/api/v1/index_sets/app/exports", reader_token, {"q": "even"})
+    assert r.status_code == 202 and r.json()["status"] == "pending"
+    assert published == [(r.json()["id"], False, True)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_async_export_refused_by_the_broker_leaves_no_job(loaded, client, reader_token, settings, monkeypatch):
+    from kombu.exceptions import OperationalError
+
+    from bklog.logs import tasks
+
+    settings.BKLOG_PIPELINE_ASYNC = True
+
+    def refuse(*args, **kwargs):
+        raise OperationalError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
+
+    monkeypatch.setattr(tasks.run_export, "apply_async", refuse)
+    r = post_json(client, "/api/v1/index_sets/app/exports", reader_token, {"q": "even"})
+    assert r.status_code == 503 and "no export was created" in r.json()["error"]
+    assert ExportJob.objects.count() == 0

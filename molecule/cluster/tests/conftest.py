@@ -15,6 +15,8 @@ import testinfra
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+from playbooks import run_playbook  # noqa: E402
 ROOT = Path(__file__).resolve().parents[3]
 LB = "http://127.0.0.1:18080"
 
@@ -48,19 +50,7 @@ def consul(path: str):
 
 
 def playbook(name: str, *extra: str, timeout: int = 1800) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-           "ANSIBLE_FORKS": "8", "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks"}
-    started = time.time()
-    # Written as it runs (tail -f it while a long upgrade is under way).
-    log = Path(os.environ.get("BKLOG_CLUSTER_LOG_DIR", "/tmp")) / f"bklog-cluster-{name}-{int(started)}.log"
-    with log.open("w") as out:
-        run = subprocess.run(["ansible-playbook", "-i", str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent),
-                              str(ROOT / "playbooks" / name), *extra], env=env, stdout=out, stderr=subprocess.STDOUT,
-                             text=True, timeout=timeout)
-    run.seconds = time.time() - started
-    run.stdout = log.read_text()
-    run.log = log
-    return run
+    return run_playbook(name, *extra, timeout=timeout)
 
 
 def running_versions() -> dict[str, str]:

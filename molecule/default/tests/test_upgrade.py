@@ -5,23 +5,22 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
+import sys
 from pathlib import Path
 
 import testinfra
 import yaml
 
-ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+from playbooks import run_playbook  # noqa: E402
 
 
 def test_redeploy_of_a_new_version_keeps_the_previous_release():
     inventory_file = Path(os.environ["MOLECULE_INVENTORY_FILE"])
     hosts = sorted(yaml.safe_load(inventory_file.read_text())["bklog_api"]["hosts"])
     before = {h: testinfra.get_host(f"podman://{h}").check_output("readlink /opt/bklog/current") for h in hosts}
-    env = {**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")}
-    run = subprocess.run(["ansible-playbook", "-i", str(inventory_file.parent), str(ROOT / "playbooks" / "site.yml"),
-                          "-e", "bklog_version=9.9.9"], env=env, capture_output=True, text=True, timeout=1200)
-    assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-2000:]
+    run = run_playbook("site.yml", "-e", "bklog_version=9.9.9", timeout=1200)
+    assert run.returncode == 0, run.stdout[-6000:]
     for name in hosts:
         host = testinfra.get_host(f"podman://{name}")
         assert host.check_output("readlink /opt/bklog/current") == "/opt/bklog/releases/9.9.9"

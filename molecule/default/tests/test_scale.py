@@ -1,0 +1,65 @@
+"""playbooks/scale_workers.yml: a queue's concurrency and the hosts that run a worker change with
+only the affected programs restarting (the others keep their process ids), and --limit confines
+it to the named host. Ends with the hosts as it found them."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import testinfra
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+from playbooks import run_playbook  # noqa: E402
+
+PROGRAMS = ["bklog-api", "bklog-beat", "bklog-worker-async_export", "bklog-worker-default", "bklog-worker-pipeline"]
+
+
+def _hosts() -> list[str]:
+    return sorted(yaml.safe_load(Path(os.environ["MOLECULE_INVENTORY_FILE"]).read_text())["bklog"]["hosts"])
+
+
+def _pids(name: str) -> dict[str, str]:
+    out = testinfra.get_host(f"podman://{name}").run("supervisorctl status").stdout
+    return {line.split()[0]: line.split("pid ")[1].split(",")[0] for line in out.splitlines() if " RUNNING " in line}
+
+
+def _scale(*extra: str):
+    run = run_playbook("scale_workers.yml", *extra, timeout=600)
+    assert run.returncode == 0, run.stdout[-5000:]
+    return run
+
+
+def test_scaling_restarts_only_the_changed_programs():
+    target, other = _hosts()
+    before = {h: _pids(h) for h in (target, other)}
+    assert sorted(before[target]) == PROGRAMS
+
+    # The pipeline worker's concurrency on one host.
+    _scale("--limit", target, "-e", json.dumps({"celery_workers_overrides": {"pipeline": {"concurrency": 2}}}))
+    after = _pids(target)
+    assert after["bklog-worker-pipeline"] != before[target]["bklog-worker-pipeline"]
+    assert {p: after[p] for p in PROGRAMS if p != "bklog-worker-pipeline"} == \
+           {p: before[target][p] for p in PROGRAMS if p != "bklog-worker-pipeline"}
+    host = testinfra.get_host(f"podman://{target}")
+    assert " -c 2 " in host.check_output("cat /etc/supervisor/conf.d/bklog-worker-pipeline.conf")
+    assert _pids(other) == before[other]  # --limit: the other host untouched
+
+    # The async_export worker moved off that host (and the override dropped: pipeline back to app.yml's).
+    _scale("--limit", target, "-e", json.dumps({"celery_workers_enabled": ["default", "pipeline"]}))
+    moved = _pids(target)
+    assert "bklog-worker-async_export" not in moved
+    assert not host.file("/etc/supervisor/conf.d/bklog-worker-async_export.conf").exists
+    for program in ("bklog-api", "bklog-beat", "bklog-worker-default"):
+        assert moved[program] == before[target][program], program
+
+    # Back to the inventory's own settings.
+    _scale("--limit", target)
+    restored = _pids(target)
+    assert sorted(restored) == PROGRAMS
+    for program in ("bklog-api", "bklog-beat", "bklog-worker-default"):
+        assert restored[program] == before[target][program], program
+    assert " -c 4 " in host.check_output("cat /etc/supervisor/conf.d/bklog-worker-pipeline.conf")

@@ -1,0 +1,67 @@
+"""playbooks/status.yml on the all-in-one hosts: healthy fleet = exit 0 with every program, its
+uptime, the release and the backlog per queue; a stopped worker = non-zero exit naming it."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import testinfra
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+from playbooks import run_playbook  # noqa: E402
+
+QUEUES = {"default", "celery", "async_export", "pipeline", "pipeline_priority"}
+
+
+def _hosts() -> list[str]:
+    return sorted(yaml.safe_load(Path(os.environ["MOLECULE_INVENTORY_FILE"]).read_text())["bklog"]["hosts"])
+
+
+def _status(tmp_path, *extra):
+    out = tmp_path / f"status-{len(list(tmp_path.iterdir()))}.json"
+    run = run_playbook("status.yml", "-e", f"bklog_status_output={out}", *extra, timeout=300)
+    return run, json.loads(out.read_text())
+
+
+def test_healthy_fleet_reports_everything_and_exits_zero(tmp_path):
+    run, report = _status(tmp_path)
+    assert run.returncode == 0, run.stdout[-4000:]
+    assert report["healthy"] is True and report["unreachable"] == []
+    assert sorted(report["hosts"]) == _hosts()
+    for name, host in report["hosts"].items():
+        running = testinfra.get_host(f"podman://{name}").check_output("basename $(readlink /opt/bklog/current)")
+        assert host["release"]["running"] == running and running in host["release"]["kept"]
+        programs = {p["name"]: p for p in host["programs"]}
+        assert len(programs) == 5 and all(p["state"] == "RUNNING" and p["uptime"] for p in programs.values())
+        assert set(host["backlog"]["queues"]) == QUEUES
+        assert 0 < host["resources"]["disk_used_percent"] < 100 and host["problems"] == []
+    # The table: a header, a line per host, a line per program.
+    assert "HEALTH" in run.stdout and run.stdout.count("healthy") >= len(_hosts())
+    assert "bklog-worker-pipeline" in run.stdout and "uptime" in run.stdout
+
+
+@pytest.fixture
+def stopped_worker():
+    host = testinfra.get_host(f"podman://{_hosts()[0]}")
+    host.check_output("supervisorctl stop bklog-worker-default")
+    yield _hosts()[0]
+    host.check_output("supervisorctl start bklog-worker-default")
+
+
+def test_a_stopped_worker_makes_the_run_fail_and_names_it(tmp_path, stopped_worker):
+    run, report = _status(tmp_path, "-e", "bklog_status_format=json")
+    assert run.returncode != 0
+    assert f"unhealthy: {stopped_worker}" in run.stdout
+    assert report["healthy"] is False
+    sick = report["hosts"][stopped_worker]
+    assert sick["healthy"] is False and len(sick["problems"]) == 1
+    assert sick["problems"][0].startswith("bklog-worker-default is STOPPED")
+    others = [h for h in report["hosts"] if h != stopped_worker]
+    assert all(report["hosts"][h]["healthy"] for h in others)
+    assert '"unreachable": []' in run.stdout  # printed as JSON (bklog_status_format=json), not as the table
+    assert "HEALTH" not in run.stdout

@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""One host's status for playbooks/status.yml, as one JSON document on stdout. Read-only, the
+standard library only (runs on the host's python3, not the release's): the running release and the
+ones kept, every bklog supervisor program's state and uptime, the local Consul agent's checks, the
+broker's backlog per Celery queue, disk and memory use; and the problems found against thresholds.
+
+    bklog_status_collect.py --root /opt/bklog --env-file /etc/bklog/bklog.env --queues pipeline,default
+        [--consul-url http://127.0.0.1:8500] [--max-backlog 1000] [--max-disk-percent 85] [--max-memory-percent 90]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import socket
+import subprocess
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+
+def release(root: Path) -> dict:
+    current = root / "current"
+    releases = sorted(p.name for p in (root / "releases").iterdir() if p.is_dir()) if (root / "releases").is_dir() else []
+    running = os.path.basename(os.readlink(current)) if current.is_symlink() else None
+    complete = (current / ".complete").is_file()
+    return {"running": running, "complete": complete, "kept": releases}
+
+
+def programs() -> list[dict]:
+    """supervisorctl status lines: `name STATE pid 12, uptime 1:02:03` or `name STOPPED Nov 29 09:00 AM`."""
+    try:
+        out = subprocess.run(["supervisorctl", "status"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return [{"name": "supervisord", "state": "UNREACHABLE", "uptime": None, "detail": str(exc)}]
+    found = []
+    for line in out.splitlines():
+        parts = line.split(None, 2)
+        if len(parts) < 2:
+            continue
+        if not parts[0].startswith("bklog-"):
+            if "refused" in line or "no such file" in line.lower():
+                return [{"name": "supervisord", "state": "UNREACHABLE", "uptime": None, "detail": line.strip()}]
+            continue
+        uptime = re.search(r"uptime (\S+)", line)
+        found.append({"name": parts[0], "state": parts[1], "uptime": uptime.group(1) if uptime else None,
+                      "detail": "" if uptime else (parts[2].strip() if len(parts) > 2 else "")})
+    return found
+
+
+def consul_checks(url: str) -> list[dict]:
+    try:
+        with urllib.request.urlopen(f"{url}/v1/agent/checks", timeout=5) as answer:
+            checks = json.load(answer)
+    except (OSError, ValueError) as exc:
+        return [{"name": "consul agent", "service": "", "status": "unreachable", "output": str(exc)}]
+    return [{"name": c["Name"], "service": c.get("ServiceName", ""), "status": c["Status"],
+             "output": (c.get("Output") or "").strip()[:200]} for _, c in sorted(checks.items())]
+
+
+def read_env(path: Path) -> dict:
+    env = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            if "=" in line and not line.lstrip().startswith("#"):
+                key, value = line.split("=", 1)
+                env[key.strip()] = (shlex.split(value) or [""])[0]
+    return env
+
+
+def _redis_command(sock, *words: str):
+    sock.sendall(f"*{len(words)}\r\n".encode() + b"".join(
+        f"${len(w.encode())}\r\n".encode() + w.encode() + b"\r\n" for w in words))
+    line = sock.makefile("rb").readline().decode().strip()
+    if line.startswith("-"):
+        raise RuntimeError(line[1:])
+    return line[1:]
+
+
+def backlog(redis_url: str, queues: list[str]) -> dict:
+    """LLEN of each queue's list on the broker (Celery's Redis transport keeps a queue in a list)."""
+    if not redis_url:
+        return {"error": "no broker: REDIS_URL is empty (embedded mode runs tasks inline)"}
+    url = urllib.parse.urlparse(redis_url)
+    if url.scheme != "redis":
+        return {"error": f"{url.scheme}:// brokers are not read by this report"}
+    try:
+        with socket.create_connection((url.hostname or "localhost", url.port or 6379), timeout=5) as sock:
+            if url.password:
+                words = ["AUTH", urllib.parse.unquote(url.username), urllib.parse.unquote(url.password)] \
+                    if url.username else ["AUTH", urllib.parse.unquote(url.password)]
+                _redis_command(sock, *words)
+            db = (url.path or "/0").strip("/") or "0"
+            _redis_command(sock, "SELECT", db)
+            return {"queues": {q: int(_redis_command(sock, "LLEN", q)) for q in queues}}
+    except (OSError, RuntimeError, ValueError) as exc:
+        return {"error": f"broker {url.hostname}:{url.port or 6379} unreachable: {exc}"}
+
+
+def resources(root: Path) -> dict:
+    path = root if root.exists() else Path("/")
+    fs = os.statvfs(path)
+    total = fs.f_blocks * fs.f_frsize
+    used_percent = round(100 * (total - fs.f_bavail * fs.f_frsize) / total, 1) if total else 0.0
+    meminfo = {line.split(":")[0]: int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()}
+    mem_total = meminfo["MemTotal"]
+    mem_used = round(100 * (mem_total - meminfo.get("MemAvailable", meminfo["MemFree"])) / mem_total, 1)
+    return {"disk_path": str(path), "disk_used_percent": used_percent, "memory_total_mb": mem_total // 1024,
+            "memory_used_percent": mem_used}
+
+
+def problems(report: dict, args) -> list[str]:
+    found = []
+    rel = report["release"]
+    if not rel["running"]:
+        found.append(f"no release is current under {args.root}")
+    elif not rel["complete"]:
+        found.append(f"release {rel['running']} is current but incomplete (no .complete)")
+    for program in report["programs"]:
+        if program["state"] != "RUNNING":
+            found.append(f"{program['name']} is {program['state']} {program.get('detail', '')}".strip())
+    if not report["programs"]:
+        found.append("no bklog program is configured in supervisor")
+    for check in report["consul_checks"]:
+        if check["status"] != "passing":
+            found.append(f"consul check {check['name']!r} is {check['status']}")
+    queues = report["backlog"].get("queues", {})
+    for queue, depth in queues.items():
+        if depth > args.max_backlog:
+            found.append(f"queue {queue} has {depth} messages waiting (more than {args.max_backlog})")
+    if "error" in report["backlog"] and args.broker_required:
+        found.append(report["backlog"]["error"])
+    res = report["resources"]
+    if res["disk_used_percent"] > args.max_disk_percent:
+        found.append(f"disk {res['disk_path']} {res['disk_used_percent']}% used (more than {args.max_disk_percent}%)")
+    if res["memory_used_percent"] > args.max_memory_percent:
+        found.append(f"memory {res['memory_used_percent']}% used (more than {args.max_memory_percent}%)")
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--root", type=Path, default=Path("/opt/bklog"))
+    parser.add_argument("--env-file", type=Path, default=Path("/etc/bklog/bklog.env"))
+    parser.add_argument("--queues", default="")
+    parser.add_argument("--consul-url", default="")
+    parser.add_argument("--max-backlog", type=int, default=1000)
+    parser.add_argument("--max-disk-percent", type=float, default=85)
+    parser.add_argument("--max-memory-percent", type=float, default=90)
+    args = parser.parse_args()
+    env = read_env(args.env_file)
+    args.broker_required = bool(env.get("REDIS_URL"))
+    report = {
+        "release": release(args.root),
+        "programs": programs(),
+        "consul_checks": consul_checks(args.consul_url) if args.consul_url else [],
+        "backlog": backlog(env.get("REDIS_URL", ""), [q for q in args.queues.split(",") if q]),
+        "resources": resources(args.root),
+    }
+    report["problems"] = problems(report, args)
+    report["healthy"] = not report["problems"]
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
