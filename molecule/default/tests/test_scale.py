@@ -15,6 +15,10 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 from playbooks import run_playbook  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[3]
+# The scenario's inventory variables (inventories/local): its per-host worker overrides.
+OVERRIDES = yaml.safe_load((ROOT / "inventories" / "local" / "group_vars" / "all" / "main.yml").read_text())[
+    "celery_workers_overrides"]
 PROGRAMS = ["bklog-api", "bklog-beat", "bklog-worker-async_export", "bklog-worker-default", "bklog-worker-pipeline"]
 
 
@@ -38,17 +42,19 @@ def test_scaling_restarts_only_the_changed_programs():
     before = {h: _pids(h) for h in (target, other)}
     assert sorted(before[target]) == PROGRAMS
 
-    # The pipeline worker's concurrency on one host.
-    _scale("--limit", target, "-e", json.dumps({"celery_workers_overrides": {"pipeline": {"concurrency": 2}}}))
+    # The pipeline worker's concurrency on one host (the other workers' overrides as they are).
+    concurrency = OVERRIDES["pipeline"]["concurrency"] + 1
+    _scale("--limit", target, "-e", json.dumps(
+        {"celery_workers_overrides": {**OVERRIDES, "pipeline": {**OVERRIDES["pipeline"], "concurrency": concurrency}}}))
     after = _pids(target)
     assert after["bklog-worker-pipeline"] != before[target]["bklog-worker-pipeline"]
     assert {p: after[p] for p in PROGRAMS if p != "bklog-worker-pipeline"} == \
            {p: before[target][p] for p in PROGRAMS if p != "bklog-worker-pipeline"}
     host = testinfra.get_host(f"podman://{target}")
-    assert " -c 2 " in host.check_output("cat /etc/supervisor/conf.d/bklog-worker-pipeline.conf")
+    assert f" -c {concurrency} " in host.check_output("cat /etc/supervisor/conf.d/bklog-worker-pipeline.conf")
     assert _pids(other) == before[other]  # --limit: the other host untouched
 
-    # The async_export worker moved off that host (and the override dropped: pipeline back to app.yml's).
+    # The async_export worker moved off that host (pipeline back to the inventory's concurrency).
     _scale("--limit", target, "-e", json.dumps({"celery_workers_enabled": ["default", "pipeline"]}))
     moved = _pids(target)
     assert "bklog-worker-async_export" not in moved
@@ -62,4 +68,5 @@ def test_scaling_restarts_only_the_changed_programs():
     assert sorted(restored) == PROGRAMS
     for program in ("bklog-api", "bklog-beat", "bklog-worker-default"):
         assert restored[program] == before[target][program], program
-    assert " -c 4 " in host.check_output("cat /etc/supervisor/conf.d/bklog-worker-pipeline.conf")
+    assert f" -c {OVERRIDES['pipeline']['concurrency']} " in host.check_output(
+        "cat /etc/supervisor/conf.d/bklog-worker-pipeline.conf")

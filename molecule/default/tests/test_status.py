@@ -24,7 +24,9 @@ def _hosts() -> list[str]:
 
 def _status(tmp_path, *extra):
     out = tmp_path / f"status-{len(list(tmp_path.iterdir()))}.json"
-    run = run_playbook("status.yml", "-e", f"bklog_status_output={out}", *extra, timeout=300)
+    run = run_playbook("status.yml", "-e", f"bklog_status_output={out}",
+                       # the hosts share this machine's disk, whatever its use
+                       "-e", "bklog_status_max_disk_percent=99", *extra, timeout=300)
     return run, json.loads(out.read_text())
 
 
@@ -63,5 +65,5 @@ def test_a_stopped_worker_makes_the_run_fail_and_names_it(tmp_path, stopped_work
     assert sick["problems"][0].startswith("bklog-worker-default is STOPPED")
     others = [h for h in report["hosts"] if h != stopped_worker]
     assert all(report["hosts"][h]["healthy"] for h in others)
-    assert '"unreachable": []' in run.stdout  # printed as JSON (bklog_status_format=json), not as the table
+    assert '{"healthy": false' in run.stdout  # printed as JSON (bklog_status_format=json), not as the table
     assert "HEALTH" not in run.stdout
