@@ -1,6 +1,7 @@
-"""Runs the bundle's own playbooks against a molecule scenario's hosts, from its verify step:
-the scenario's inventory (SSH to the hosts), the project's ansible.cfg and roles, per-task timings,
-and the output written to a log file as it runs (tail -f it during a long upgrade)."""
+"""For the scenarios' verify steps: runs the bundle's own playbooks against the scenario's hosts (the
+scenario's inventory, SSH to the hosts, the project's ansible.cfg and roles, per-task timings, the
+output written to a log file as it runs: tail -f it during a long upgrade), names the hosts of an
+inventory group, and waits for a condition."""
 
 from __future__ import annotations
 
@@ -9,7 +10,27 @@ import subprocess
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[2]
+# For `bklog shell -c`: prints {index set: lines} as JSON on its last line.
+COUNT_LINES = ("import json; from bklog.logs.models import IndexSet; "
+               "print(json.dumps({s.name: s.lines.count() for s in IndexSet.objects.all()}))")
+
+
+def inventory_hosts(group: str) -> list[str]:
+    return sorted(yaml.safe_load(Path(os.environ["MOLECULE_INVENTORY_FILE"]).read_text())[group]["hosts"])
+
+
+def wait_until(predicate, what: str, timeout: float = 90, every: float = 1):
+    deadline = time.time() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.time() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
 
 
 def run_playbook(name: str, *extra: str, timeout: int = 1800, forks: int = 8) -> subprocess.CompletedProcess:

@@ -4,7 +4,6 @@ tokens made on the fleet, and running the bundle's own playbooks against the sce
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -12,37 +11,18 @@ from pathlib import Path
 
 import pytest
 import testinfra
-import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from playbooks import run_playbook  # noqa: E402
+from playbooks import inventory_hosts, run_playbook, wait_until  # noqa: E402,F401 (the tests import them from here)
 ROOT = Path(__file__).resolve().parents[3]
 LB = "http://127.0.0.1:18080"
 
-
-def inventory() -> dict:
-    return yaml.safe_load(Path(os.environ["MOLECULE_INVENTORY_FILE"]).read_text())
-
-
-def group(name: str) -> list[str]:
-    return sorted(inventory()[name]["hosts"])
+group = inventory_hosts
 
 
 def host(name: str):
     return testinfra.get_host(f"podman://{name}")
-
-
-def wait_until(predicate, what: str, timeout: float = 90, every: float = 1):
-    deadline = time.time() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.time() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
-
 
 def consul(path: str):
     """The catalog as the Consul server on the infra host sees it."""

@@ -10,14 +10,13 @@ import time
 import pytest
 
 from conftest import group, host, playbook, wait_until
+from playbooks import COUNT_LINES
 
 LINES = 200
-COUNT = ("import json; from bklog.logs.models import IndexSet; "
-         "print(json.dumps({s.name: s.lines.count() for s in IndexSet.objects.all()}))")
 
 
 def _counts() -> dict:
-    return json.loads(host(group("bklog_api")[0]).check_output(f"bklog shell -c '{COUNT}'").splitlines()[-1])
+    return json.loads(host(group("bklog_api")[0]).check_output(f"bklog shell -c '{COUNT_LINES}'").splitlines()[-1])
 
 
 def _status(tmp_path):

@@ -8,33 +8,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import pytest
 import testinfra
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from playbooks import run_playbook  # noqa: E402
+from playbooks import COUNT_LINES, inventory_hosts, run_playbook, wait_until  # noqa: E402
 
 LINES = 300
-COUNT = ("import json; from bklog.logs.models import IndexSet; "
-         "print(json.dumps({s.name: s.lines.count() for s in IndexSet.objects.all()}))")
-
-
-def _hosts() -> list[str]:
-    return sorted(yaml.safe_load(Path(os.environ["MOLECULE_INVENTORY_FILE"]).read_text())["bklog"]["hosts"])
-
-
 def _host(name):
     return testinfra.get_host(f"podman://{name}")
 
 
 def _counts(name) -> dict:
-    return json.loads(_host(name).check_output(f"bklog shell -c '{COUNT}'").splitlines()[-1])
+    return json.loads(_host(name).check_output(f"bklog shell -c '{COUNT_LINES}'").splitlines()[-1])
 
 
 def _export_sha256(name, index_set) -> str:
@@ -49,33 +39,24 @@ def _content(jsonl: str) -> list:
 def _export_content(name, index_set) -> list:
     return _content(_host(name).check_output(f"bklog export_logs {index_set} -o - 2>/dev/null"))
 
-
-def _wait(predicate, what, timeout=90):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out: {what}")
-        time.sleep(1)
-
-
 @pytest.fixture(scope="module")
 def written():
     """An index set per host with LINES lines ingested through nginx and indexed by the pipeline worker."""
     index_set = f"backup{int(time.time())}"
-    for name in _hosts():
+    for name in inventory_hosts("bklog"):
         host = _host(name)
         token = host.check_output(f"bklog create_index_set {index_set}")
         body = "\\n".join(f"backup line {i} host {name}" for i in range(LINES))
         host.check_output(f"printf '{body}' | curl -sS -f -o /dev/null -H 'Authorization: Bearer {token}' "
                           f"--data-binary @- http://127.0.0.1/api/v1/index_sets/{index_set}/ingest")
-    for name in _hosts():
-        _wait(lambda: _counts(name).get(index_set) == LINES, f"{LINES} lines indexed on {name}")
+    for name in inventory_hosts("bklog"):
+        wait_until(lambda: _counts(name).get(index_set) == LINES, f"{LINES} lines indexed on {name}")
     return index_set
 
 
 def test_backup_destroy_restore_round_trip(written, tmp_path):
     index_set = written
-    hosts = _hosts()
+    hosts = inventory_hosts("bklog")
     before = {name: _counts(name) for name in hosts}
     exported = {name: _export_sha256(name, index_set) for name in hosts}
 
@@ -122,7 +103,7 @@ def test_backup_destroy_restore_round_trip(written, tmp_path):
 
 
 def test_a_damaged_backup_is_refused_before_anything_stops(tmp_path):
-    name = _hosts()[0]
+    name = inventory_hosts("bklog")[0]
     run = run_playbook("backup.yml", "-e", f"bklog_backup_dir={tmp_path}", "--limit", name, timeout=900)
     assert run.returncode == 0, run.stdout[-5000:]
     (backup,) = [p for p in tmp_path.iterdir() if p.is_dir()]

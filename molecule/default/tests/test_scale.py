@@ -5,7 +5,6 @@ it to the named host. Ends with the hosts as it found them."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -13,18 +12,13 @@ import testinfra
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from playbooks import run_playbook  # noqa: E402
+from playbooks import inventory_hosts, run_playbook  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[3]
 # The scenario's inventory variables (inventories/local): its per-host worker overrides.
 OVERRIDES = yaml.safe_load((ROOT / "inventories" / "local" / "group_vars" / "all" / "main.yml").read_text())[
     "celery_workers_overrides"]
 PROGRAMS = ["bklog-api", "bklog-beat", "bklog-worker-async_export", "bklog-worker-default", "bklog-worker-pipeline"]
-
-
-def _hosts() -> list[str]:
-    return sorted(yaml.safe_load(Path(os.environ["MOLECULE_INVENTORY_FILE"]).read_text())["bklog"]["hosts"])
-
 
 def _pids(name: str) -> dict[str, str]:
     out = testinfra.get_host(f"podman://{name}").run("supervisorctl status").stdout
@@ -38,7 +32,7 @@ def _scale(*extra: str):
 
 
 def test_scaling_restarts_only_the_changed_programs():
-    target, other = _hosts()
+    target, other = inventory_hosts("bklog")
     before = {h: _pids(h) for h in (target, other)}
     assert sorted(before[target]) == PROGRAMS
 

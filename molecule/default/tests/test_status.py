@@ -4,23 +4,16 @@ uptime, the release and the backlog per queue; a stopped worker = non-zero exit 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 import pytest
 import testinfra
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from playbooks import run_playbook  # noqa: E402
+from playbooks import inventory_hosts, run_playbook  # noqa: E402
 
 QUEUES = {"default", "celery", "async_export", "pipeline", "pipeline_priority"}
-
-
-def _hosts() -> list[str]:
-    return sorted(yaml.safe_load(Path(os.environ["MOLECULE_INVENTORY_FILE"]).read_text())["bklog"]["hosts"])
-
 
 def _status(tmp_path, *extra):
     out = tmp_path / f"status-{len(list(tmp_path.iterdir()))}.json"
@@ -34,7 +27,7 @@ def test_healthy_fleet_reports_everything_and_exits_zero(tmp_path):
     run, report = _status(tmp_path)
     assert run.returncode == 0, run.stdout[-4000:]
     assert report["healthy"] is True and report["unreachable"] == []
-    assert sorted(report["hosts"]) == _hosts()
+    assert sorted(report["hosts"]) == inventory_hosts("bklog")
     for name, host in report["hosts"].items():
         running = testinfra.get_host(f"podman://{name}").check_output("basename $(readlink /opt/bklog/current)")
         assert host["release"]["running"] == running and running in host["release"]["kept"]
@@ -43,15 +36,16 @@ def test_healthy_fleet_reports_everything_and_exits_zero(tmp_path):
         assert set(host["backlog"]["queues"]) == QUEUES
         assert 0 < host["resources"]["disk_used_percent"] < 100 and host["problems"] == []
     # The table: a header, a line per host, a line per program.
-    assert "HEALTH" in run.stdout and run.stdout.count("healthy") >= len(_hosts())
+    assert "HEALTH" in run.stdout and run.stdout.count("healthy") >= len(inventory_hosts("bklog"))
     assert "bklog-worker-pipeline" in run.stdout and "uptime" in run.stdout
 
 
 @pytest.fixture
 def stopped_worker():
-    host = testinfra.get_host(f"podman://{_hosts()[0]}")
+    name = inventory_hosts("bklog")[0]
+    host = testinfra.get_host(f"podman://{name}")
     host.check_output("supervisorctl stop bklog-worker-default")
-    yield _hosts()[0]
+    yield name
     host.check_output("supervisorctl start bklog-worker-default")
 
 
