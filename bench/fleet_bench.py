@@ -125,30 +125,39 @@ def main() -> None:
         finally:
             subprocess.run(["podman", "rm", "-f", *names], capture_output=True)
         rows.append((count, deploy_s, upgrade_s, batches))
-        print(f"{count} host(s): deploy {deploy_s:.0f} s, rolling upgrade {upgrade_s:.0f} s, batches "
-              f"{', '.join(f'{b:.0f}' for b in batches)} s", file=sys.stderr)
+        upgrade_text = "" if args.no_upgrade else (
+            f", rolling upgrade {upgrade_s:.0f} s, batches {', '.join(f'{b:.0f}' for b in batches)} s")
+        print(f"{count} host(s): deploy {deploy_s:.0f} s{upgrade_text}", file=sys.stderr)
 
     if not rows:
         print(cluster_text)
         if args.write and cluster_text:
             append_section(cluster_text)
         return
+    # --no-upgrade: the deploy columns only (no upgrade ran: nothing to print for it).
+    upgrade = not args.no_upgrade
+    title = "Fleet deploy and rolling upgrade" if upgrade else "Fleet deploy"
     lines = [
-        f"## Fleet deploy and rolling upgrade against the number of hosts — {datetime.now().strftime('%Y-%m-%d %H:%M')}",
+        f"## {title} against the number of hosts — {datetime.now().strftime('%Y-%m-%d %H:%M')}",
         "",
         f"Machine: {os.cpu_count()} cores; the hosts are podman containers (Debian 12, systemd) on this one machine, "
-        f"reached over SSH, forks 8; each host an all-in-one installation. `site.yml` on fresh hosts, then "
-        f"`rolling_upgrade.yml` to a new version with serial {args.serial}. One run each (bench/fleet_bench.py).",
+        f"reached over SSH, forks 8; each host an all-in-one installation. `site.yml` on fresh hosts"
+        + (f", then `rolling_upgrade.yml` to a new version with serial {args.serial}" if upgrade else "")
+        + ". One run each (bench/fleet_bench.py).",
         "",
-        "| hosts | deploy s | deploy s per host | upgrade batches | upgrade s | s per batch (each) |",
-        "| ---: | ---: | ---: | ---: | ---: | --- |",
+        "| hosts | deploy s | deploy s per host |" + (" upgrade batches | upgrade s | s per batch (each) |" if upgrade else ""),
+        "| ---: | ---: | ---: |" + (" ---: | ---: | --- |" if upgrade else ""),
     ]
     for count, deploy_s, upgrade_s, batches in rows:
-        lines.append(f"| {count} | {deploy_s:.0f} | {deploy_s / count:.0f} | {math.ceil(count / args.serial)} | "
-                     f"{upgrade_s:.0f} | {', '.join(f'{b:.0f}' for b in batches)} |")
+        lines.append(f"| {count} | {deploy_s:.0f} | {deploy_s / count:.0f} |" + (
+            f" {math.ceil(count / args.serial)} | {upgrade_s:.0f} | {', '.join(f'{b:.0f}' for b in batches)} |"
+            if upgrade else ""))
     first, last = rows[0], rows[-1]
-    lines += ["", f"From {first[0]} to {last[0]} hosts: deploy x{last[1] / first[1]:.2f}, upgrade x{last[2] / first[2]:.2f} "
-              f"({math.ceil(first[0] / args.serial)} to {math.ceil(last[0] / args.serial)} batches). "
+    ratios = f"deploy x{last[1] / first[1]:.2f}"
+    if upgrade:
+        ratios += (f", upgrade x{last[2] / first[2]:.2f} "
+                   f"({math.ceil(first[0] / args.serial)} to {math.ceil(last[0] / args.serial)} batches)")
+    lines += ["", f"From {first[0]} to {last[0]} hosts: {ratios}. "
               "The hosts share this machine's 2 cores, so per-host work (pip installs, service starts) also "
               "competes for CPU; on separate VMs only the controller is shared.", ""]
     text = cluster_text + "\n".join(lines)

@@ -33,7 +33,7 @@ def run_site(tmp_path: Path, playbook: str = "site.yml", infra: dict | None = No
     }}}}}
     if infra is not None:  # an infra host in every infrastructure group
         infra_vars = {"ansible_host": "192.0.2.11", "ansible_connection": "ssh", **infra}
-        for group in ("bklog_consul_servers", "bklog_postgresql", "bklog_redis", "bklog_lb"):
+        for group in ("bklog_consul_servers", "bklog_postgresql", "bklog_redis", "bklog_lb", "bklog_monitoring"):
             inventory["all"]["children"][group] = {"hosts": {"infra1": infra_vars}}
     path = tmp_path / "hosts.yml"
     path.write_text(yaml.safe_dump(inventory))
@@ -75,6 +75,8 @@ CONSUL = {"bklog_consul_enabled": True, "consul_retry_join": ["infra1"]}
     ("site.yml", {}, {**INFRA, "consul_bootstrap_expect": 2}, "consul_bootstrap_expect must be 1, 3 or 5 (got 2)"),
     ("site.yml", {}, {**INFRA, "postgresql_allowed_cidrs": ["10.0.0.0"]}, "postgresql_allowed_cidrs must be networks like 10.0.0.0/8"),
     ("site.yml", {}, {**INFRA, "postgresql_password": ""}, "postgresql_password must be set"),
+    ("site.yml", {}, {**INFRA, "monitoring_scrape_interval": "5 seconds"},
+     "monitoring_scrape_interval is '5 seconds': a Prometheus duration like 15s"),
     ("rolling_upgrade.yml", {}, None, "bklog_rollout_smoke_token must be set (20+ characters"),
     ("rolling_upgrade.yml", {"bklog_rollout_smoke_token": "t" * 24, "bklog_rollout_lb_hosts": ["lb9"]}, None,
      "bklog_rollout_lb_hosts must be inventory hosts (unknown: ['lb9'])"),

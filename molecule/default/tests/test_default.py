@@ -4,8 +4,7 @@ podman backend, one exec per check) and through nginx, as a user would."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -13,16 +12,14 @@ import pytest
 import testinfra
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+from playbooks import inventory_hosts, wait_until  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[3]
 PROGRAMS = ["bklog-api", "bklog-beat", "bklog-worker-async_export", "bklog-worker-default", "bklog-worker-pipeline"]
 
 
-def _hosts() -> list[str]:
-    inventory = yaml.safe_load(Path(os.environ["MOLECULE_INVENTORY_FILE"]).read_text())
-    return sorted(inventory["bklog_api"]["hosts"])
-
-
-@pytest.fixture(scope="module", params=_hosts())
+@pytest.fixture(scope="module", params=inventory_hosts("bklog_api"))
 def host(request):
     h = testinfra.get_host(f"podman://{request.param}")
     h.name = request.param
@@ -35,16 +32,6 @@ def curl(host, *args: str) -> tuple[int, str]:
                             + "; echo; cat /tmp/body", *args)
     status, _, body = out.partition("\n")
     return int(status), body
-
-
-def wait_until(predicate, what: str, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(1)
-    raise AssertionError(f"timed out: {what}")
 
 
 def test_every_program_running(host):

@@ -1,0 +1,78 @@
+"""Monitoring (roles/monitoring): the Prometheus on the infra host scrapes Debian's exporters on
+every host and the service's /metrics, and evaluates monitoring/bklog-alerts.yml; a stopped
+worker program fires BklogProgramNotRunning (the scenario scrapes and writes states every 5 s;
+the rule's `for: 1m` is the production one)."""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+
+from conftest import group, host, wait_until
+
+
+def prometheus(path: str, **params) -> dict:
+    query = f"?{urllib.parse.urlencode(params)}" if params else ""
+    answer = json.loads(host(group("bklog_monitoring")[0]).check_output(
+        "curl -sS %s", f"http://127.0.0.1:9090/api/v1/{path}{query}"))
+    assert answer["status"] == "success", answer
+    return answer["data"]
+
+
+def values(expr: str) -> dict[str, float]:
+    """{instance (and name, when the series has one): value} of an instant query."""
+    return {",".join(filter(None, (r["metric"].get("instance"), r["metric"].get("name")))): float(r["value"][1])
+            for r in prometheus("query", query=expr)["result"]}
+
+
+def firing(alert: str) -> list[dict]:
+    return [a["labels"] for a in prometheus("alerts")["alerts"]
+            if a["labels"]["alertname"] == alert and a["state"] == "firing"]
+
+
+def test_every_exporter_and_api_host_is_scraped():
+    expected = ({f"{h}:9100" for h in group("all")} | {f"{h}:80" for h in group("bklog_api")}
+                | {f"{h}:9121" for h in group("bklog_redis")} | {f"{h}:9187" for h in group("bklog_postgresql")}
+                | {"localhost:9090"})
+
+    def up():
+        targets = prometheus("targets")["activeTargets"]
+        return {t["labels"]["instance"] for t in targets if t["health"] == "up"} == expected and targets
+
+    targets = wait_until(up, "every target up", timeout=60)
+    assert len(targets) == len(expected), [t["labels"]["instance"] for t in targets]
+
+
+def test_the_alerts_have_their_metrics():
+    # Each exporter reaches what it watches (not just answers).
+    wait_until(lambda: values("redis_up") == {f"{h}:9121": 1.0 for h in group("bklog_redis")}, "redis_up")
+    wait_until(lambda: values("pg_up") == {f"{h}:9187": 1.0 for h in group("bklog_postgresql")}, "pg_up")
+    assert values("redis_memory_max_bytes > 0"), "Redis has no maxmemory: BklogRedisMemory would never fire"
+    # Every bklog program of every host RUNNING, from the textfile writer; nothing stale.
+    programs = values("node_supervisord_up")
+    assert programs and set(programs.values()) == {1.0}, programs
+    assert {key.split(":")[0] for key in programs} == set(group("bklog"))
+    assert values("bklog_supervisor_reachable") == {f"{h}:9100": 1.0 for h in group("bklog")}
+    # The service's own metrics: queue backlog and database connections.
+    assert values("bklog_celery_queue_length"), "no queue length from /metrics"
+    assert values("bklog_db_connections_max"), "no connection limit from /metrics"
+    # Every rule loaded; nothing firing on a healthy fleet.
+    rules = {r["name"] for g in prometheus("rules")["groups"] for r in g["rules"]}
+    assert {"BklogProgramNotRunning", "BklogCeleryBacklog", "BklogDiskFull", "BklogRedisMemory"} <= rules
+    assert [a for a in prometheus("alerts")["alerts"] if a["state"] == "firing"] == []
+
+
+def test_a_stopped_worker_program_fires_its_alert_and_clears_when_started():
+    name = group("bklog_workers")[0]
+    worker = host(name)
+    program = "bklog-worker-pipeline"
+    worker.check_output(f"supervisorctl stop {program}")
+    try:
+        # for: 1m, plus up to a scrape, a state write and an evaluation (5 s each here).
+        alerts = wait_until(lambda: firing("BklogProgramNotRunning"), "BklogProgramNotRunning firing",
+                            timeout=150, every=5)
+        assert [(a["instance"], a["name"]) for a in alerts] == [(f"{name}:9100", program)]
+        assert alerts[0]["severity"] == "critical"
+    finally:
+        worker.check_output(f"supervisorctl start {program}")
+    wait_until(lambda: not firing("BklogProgramNotRunning"), "the alert to clear", timeout=60, every=5)
