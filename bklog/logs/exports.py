@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from datetime import timedelta
 from typing import IO, Iterator
 
 from django.conf import settings
-from django.db.models import Q
+from django.db import transaction
+from django.db.models import Q, Sum
+from django.db.models.functions import Length
 from django.utils import timezone
 
-from bklog.logs.models import ExportJob, IndexSet, LogLine
+from bklog.logs.models import ExportChunk, ExportJob, IndexSet, LogLine
 from bklog.logs.search import SearchRequest, filtered
 
 CSV_COLUMNS = ["timestamp", "message", "fields"]
@@ -64,11 +65,16 @@ def write_lines(lines: Iterator[LogLine], out: IO[str], fmt: str) -> int:
 
 
 def export_path(job: ExportJob):
+    """Where the worker writes the file while the job runs (and where jobs finished before
+    migration 0003 kept it)."""
     return settings.BKLOG_EXPORT_DIR / f"{job.id}.{job.format}"
 
 
 def run_job(job: ExportJob) -> ExportJob:
-    """Write the job's file (to a temporary name, renamed when complete) and mark it done."""
+    """Write the job's file on local disk (streamed: flat memory at any size), then store it in
+    the database in ExportChunk pieces and mark the job done in the same transaction: a job is
+    done only with its whole file where any API host can read it. A redelivered task replaces
+    pieces left by an interrupted run."""
     job.status = ExportJob.RUNNING
     job.save(update_fields=["status"])
     path = export_path(job)
@@ -78,30 +84,60 @@ def run_job(job: ExportJob) -> ExportJob:
         request = SearchRequest.from_dict(job.query)
         with open(tmp, "w", encoding="utf-8", newline="") as out:
             count = write_lines(iter_lines(job.index_set, request, limit=settings.BKLOG_EXPORT_MAX_LINES), out, job.format)
-        os.replace(tmp, path)
+        now = timezone.now()
+        with transaction.atomic(), open(tmp, "rb") as stored:
+            ExportChunk.objects.filter(job=job).delete()
+            seq = 0
+            while piece := stored.read(ExportChunk.SIZE):
+                ExportChunk.objects.create(job=job, seq=seq, data=piece)
+                seq += 1
+            job.status = ExportJob.DONE
+            job.line_count = count
+            job.file_name = path.name
+            job.finished_at = now
+            job.expires_at = now + timedelta(hours=settings.BKLOG_EXPORT_TTL_HOURS)
+            job.save(update_fields=["status", "line_count", "file_name", "finished_at", "expires_at"])
     except Exception as exc:
-        tmp.unlink(missing_ok=True)
         job.status = ExportJob.FAILED
         job.error = f"{exc.__class__.__name__}: {exc}"
         job.finished_at = timezone.now()
         job.save(update_fields=["status", "error", "finished_at"])
         raise
-    now = timezone.now()
-    job.status = ExportJob.DONE
-    job.line_count = count
-    job.file_name = path.name
-    job.finished_at = now
-    job.expires_at = now + timedelta(hours=settings.BKLOG_EXPORT_TTL_HOURS)
-    job.save(update_fields=["status", "line_count", "file_name", "finished_at", "expires_at"])
+    finally:
+        tmp.unlink(missing_ok=True)
     return job
+
+
+def stored_file(job: ExportJob) -> tuple[Iterator[bytes], int] | None:
+    """The finished file's pieces, read one at a time, and its size; None when it is gone."""
+    ids = list(job.chunks.order_by("seq").values_list("pk", flat=True))
+    if ids:
+        total = job.chunks.aggregate(total=Sum(Length("data")))["total"] or 0
+
+        def pieces() -> Iterator[bytes]:
+            for pk in ids:
+                yield bytes(ExportChunk.objects.values_list("data", flat=True).get(pk=pk))
+
+        return pieces(), total
+    legacy = export_path(job)  # finished before migration 0003, on this host's disk
+    if legacy.exists():
+        def read() -> Iterator[bytes]:
+            with open(legacy, "rb") as f:
+                while piece := f.read(ExportChunk.SIZE):
+                    yield piece
+
+        return read(), legacy.stat().st_size
+    return None
 
 
 def expire_jobs(now=None) -> int:
     now = now or timezone.now()
     expired = 0
     for job in ExportJob.objects.filter(status=ExportJob.DONE, expires_at__lte=now):
+        with transaction.atomic():
+            job.chunks.all().delete()
+            job.status = ExportJob.EXPIRED
+            job.save(update_fields=["status"])
         export_path(job).unlink(missing_ok=True)
-        job.status = ExportJob.EXPIRED
-        job.save(update_fields=["status"])
         expired += 1
     return expired

@@ -126,3 +126,18 @@ class ExportJob(models.Model):
             "error": self.error or None,
             "download_url": f"/api/v1/exports/{self.id}/download" if self.status == self.DONE else None,
         }
+
+
+class ExportChunk(models.Model):
+    """A finished export's file, in pieces, in the database: the worker that wrote it and the API
+    host that serves it are different machines in a fleet (and pods in Kubernetes), and the
+    database is what they share. Deleted with the job, or when it expires."""
+
+    SIZE = 1024 * 1024
+
+    job = models.ForeignKey(ExportJob, on_delete=models.CASCADE, related_name="chunks")
+    seq = models.PositiveIntegerField()
+    data = models.BinaryField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "seq"], name="exportchunk_job_seq")]

@@ -8,8 +8,9 @@ import re
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.http import FileResponse, JsonResponse
+from django.http import JsonResponse, StreamingHttpResponse
 from django.utils import timezone
+from django.utils.http import content_disposition_header
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
@@ -260,11 +261,15 @@ def export_download(request, job_id):
         return error(410, f"export {job.id} expired at {job.expires_at.isoformat()}")
     if job.status != ExportJob.DONE:
         return error(409, f"export {job.id} is {job.status}, not done yet")
-    from bklog.logs.exports import export_path
+    from bklog.logs.exports import stored_file
 
-    path = export_path(job)
-    if not path.exists():
+    stored = stored_file(job)
+    if stored is None:
         return error(410, f"export {job.id} file is gone")
+    pieces, size = stored
     content_type = "text/csv" if job.format == "csv" else "application/x-ndjson"
-    return FileResponse(open(path, "rb"), as_attachment=True, filename=f"{job.index_set.name}-{job.id}.{job.format}",
-                        content_type=content_type)
+    response = StreamingHttpResponse(pieces, content_type=content_type)
+    response["Content-Length"] = str(size)
+    response["Content-Disposition"] = content_disposition_header(
+        as_attachment=True, filename=f"{job.index_set.name}-{job.id}.{job.format}")
+    return response

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from bklog.logs.models import ExportJob, IndexSet
+from bklog.logs.models import ExportChunk, ExportJob, IndexSet
 
 pytestmark = pytest.mark.django_db
 
@@ -96,8 +96,44 @@ def test_export_expires(loaded, client, reader_token):
     assert r.status_code == 410 and "expired" in r.json()["error"]
     assert cleanup_exports() == 1
     assert ExportJob.objects.get(pk=job["id"]).status == "expired"
-    from django.conf import settings
-    assert not (settings.BKLOG_EXPORT_DIR / f"{job['id']}.jsonl").exists()
+    assert not ExportChunk.objects.filter(job_id=job["id"]).exists()
+
+
+def test_a_download_needs_no_file_on_the_api_host(loaded, client, reader_token, settings):
+    """In a fleet the export worker and the API host answering the download are different
+    machines: the finished file is in the database, nothing of it on the worker's disk."""
+    job = post_json(client, "/api/v1/index_sets/app/exports", reader_token, {"q": "odd"}).json()
+    assert job["status"] == "done"
+    assert not any(settings.BKLOG_EXPORT_DIR.iterdir()), "the worker's local copy is left behind"
+    download = client.get(f"/api/v1/exports/{job['id']}/download", HTTP_AUTHORIZATION=f"Bearer {reader_token}")
+    body = b"".join(download.streaming_content)
+    assert download.status_code == 200 and int(download["Content-Length"]) == len(body)
+    assert [json.loads(line)["message"] for line in body.splitlines()] == [f"line {i} odd" for i in (1, 3, 5, 7, 9)]
+    assert "attachment" in download["Content-Disposition"] and f"app-{job['id']}.jsonl" in download["Content-Disposition"]
+
+
+def test_an_export_larger_than_a_piece_comes_back_whole(make_index_set, ingest, client, reader_token, monkeypatch):
+    monkeypatch.setattr(ExportChunk, "SIZE", 100)
+    _, token = make_index_set("big")
+    ingest("big", token, [{"message": f"message number {i} " + "x" * 40, "@timestamp": f"2026-01-01T00:{i // 60:02d}:{i % 60:02d}Z"}
+                          for i in range(50)])
+    job = post_json(client, "/api/v1/index_sets/big/exports", reader_token, {}).json()
+    assert ExportChunk.objects.filter(job_id=job["id"]).count() > 1
+    body = b"".join(client.get(f"/api/v1/exports/{job['id']}/download",
+                               HTTP_AUTHORIZATION=f"Bearer {reader_token}").streaming_content)
+    assert [json.loads(line)["message"].split()[2] for line in body.splitlines()] == [str(i) for i in range(50)]
+
+
+def test_a_rerun_export_replaces_its_pieces(loaded, client, reader_token):
+    """A task redelivered after a worker died mid-store writes the file again: no duplicate piece."""
+    from bklog.logs.exports import run_job
+
+    job_id = post_json(client, "/api/v1/index_sets/app/exports", reader_token, {}).json()["id"]
+    before = list(ExportChunk.objects.filter(job_id=job_id).values_list("seq", "data"))
+    job = ExportJob.objects.get(pk=job_id)
+    run_job(job)
+    after = list(ExportChunk.objects.filter(job_id=job_id).order_by("seq").values_list("seq", "data"))
+    assert [(seq, bytes(data)) for seq, data in after] == [(seq, bytes(data)) for seq, data in before]
 
 
 @pytest.mark.parametrize("data, message", [

@@ -76,3 +76,25 @@ def test_beat_runs_on_one_worker_host_only():
     for name in group("bklog"):
         status = host(name).check_output("supervisorctl status")
         assert ("bklog-beat" in status) == (name == group("bklog_workers")[0])
+
+
+def test_an_export_written_on_the_worker_host_downloads_from_every_api_host(new_load):
+    """The async_export worker runs on the worker host, the download is answered by an API host:
+    the finished file is in the shared database, not on the worker's disk."""
+    load = new_load()
+    lines = "\n".join(f"export-check line{i} payment accepted" for i in range(20)).encode()
+    assert load.request("POST", f"/api/v1/index_sets/{load.index_set}/ingest", lines, load.ingest_token,
+                        "text/plain")[0] in (200, 202)
+    wait_until(lambda: json.loads(load.request("GET", f"/api/v1/index_sets/{load.index_set}/search?q=export-check")[1])
+               .get("total") == 20, "the 20 lines searchable")
+    status, body = load.request("POST", f"/api/v1/index_sets/{load.index_set}/exports", json.dumps({"q": "export-check"}).encode())
+    assert status == 202, body
+    job = json.loads(body)["id"]
+    wait_until(lambda: json.loads(load.request("GET", f"/api/v1/exports/{job}")[1])["status"] == "done", "the export done")
+    for name in group("bklog_api"):
+        # Straight to that host's nginx, not through the balancer.
+        out = host(name).check_output(
+            "curl -sS -o /tmp/export.jsonl -w '%%{http_code}' -H %s %s; echo; wc -l < /tmp/export.jsonl",
+            f"Authorization: Bearer {load.api_token}", f"http://127.0.0.1/api/v1/exports/{job}/download")
+        status, count = out.split()
+        assert (status, count) == ("200", "20"), f"{name}: {out}"
