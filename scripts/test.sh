@@ -2,7 +2,7 @@
 # Every test of the project: the service on SQLite and on PostgreSQL (real servers started here,
 # stopped on exit), lint of the Ansible content, and the molecule scenarios on podman hosts.
 #   scripts/test.sh            everything
-#   scripts/test.sh service    the service tests only (also: deploy, monitoring, lint, molecule)
+#   scripts/test.sh service    the service tests only (also: deploy, monitoring, lint, container, molecule)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -20,10 +20,17 @@ trap cleanup EXIT
 
 # The molecule hosts' images and the cluster's Consul agent (both cached; minutes to build on a
 # fresh machine): built in the background while the other suites run.
-if [[ $what == all || $what == molecule ]]; then
+if [[ $what == all || $what == molecule || $what == container ]]; then
   (scripts/build-images.sh && scripts/build-consul.sh) >"$run_dir/prebuild.log" 2>&1 &
   prebuild=$!
 fi
+prebuilt=no
+wait_prebuild() {
+  [[ $prebuilt == yes ]] && return
+  wait "$prebuild" || { cat "$run_dir/prebuild.log"; echo "building the test images or Consul failed"; exit 1; }
+  tail -n 3 "$run_dir/prebuild.log"
+  prebuilt=yes
+}
 
 if [[ $what == all || $what == service ]]; then
   eval "$(python tests/servers.py start "$run_dir")"
@@ -55,10 +62,16 @@ if [[ $what == all || $what == lint ]]; then
   suites=$((suites + 1))
 fi
 
+if [[ $what == all || $what == container ]]; then
+  echo "== container image (bklog/Dockerfile with podman) and the README's container section"
+  wait_prebuild
+  pytest -p no:cacheprovider tests/container
+  suites=$((suites + 1))
+fi
+
 if [[ $what == all || $what == molecule ]]; then
   echo "== molecule"
-  wait "$prebuild" || { cat "$run_dir/prebuild.log"; echo "building the test images or Consul failed"; exit 1; }
-  tail -n 3 "$run_dir/prebuild.log"
+  wait_prebuild
   for scenario in molecule/*/molecule.yml; do  # molecule/shared holds playbooks, not a scenario
     molecule test -s "$(basename "$(dirname "$scenario")")"
     suites=$((suites + 1))
