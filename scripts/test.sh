@@ -21,9 +21,16 @@ trap cleanup EXIT
 # The molecule hosts' images and the cluster's Consul agent (both cached; minutes to build on a
 # fresh machine): built in the background while the other suites run.
 if [[ $what == all || $what == molecule || $what == container ]]; then
-  (scripts/build-images.sh && scripts/build-consul.sh) >"$run_dir/prebuild.log" 2>&1 &
+  (scripts/build-images.sh && touch "$run_dir/images.done" && scripts/build-consul.sh) >"$run_dir/prebuild.log" 2>&1 &
   prebuild=$!
 fi
+# The container suite needs the images only, not Consul: it starts as soon as they are built.
+wait_images() {
+  while [[ ! -f $run_dir/images.done ]]; do
+    kill -0 "$prebuild" 2>/dev/null || { wait_prebuild; return; }
+    sleep 2
+  done
+}
 prebuilt=no
 wait_prebuild() {
   [[ $prebuilt == yes ]] && return
@@ -64,7 +71,7 @@ fi
 
 if [[ $what == all || $what == container ]]; then
   echo "== container image (bklog/Dockerfile with podman) and the README's container section"
-  wait_prebuild
+  wait_images
   pytest -p no:cacheprovider tests/container
   suites=$((suites + 1))
 fi
