@@ -124,12 +124,9 @@ def main() -> None:
         lines.append(f"| {backend} | {r['bytes'] / 1e6:.1f} | {r['file_s']:.2f} | {r['run_job_s']:.2f} | "
                      f"{r['run_job_s'] / r['file_s']:.2f}x | {r['lines'] / r['run_job_s']:,.0f} | {r['download_s']:.2f} |")
     lines.append("")
-    text = "\n".join(lines)
-    print(text)
-    if args.write:
-        from results import append_section
+    from results import publish
 
-        append_section(text)
+    publish("\n".join(lines), args.write)
 
 
 if __name__ == "__main__":

@@ -12,3 +12,10 @@ def append_section(text: str) -> None:
         RESULTS.write_text(HEADER)
     with RESULTS.open("a") as fh:
         fh.write(text + "\n")
+
+
+def publish(text: str, write: bool) -> None:
+    """Print a bench's markdown section; with --write, append it to docs/benchmarks.md too."""
+    print(text)
+    if write:
+        append_section(text)

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from servers import free_port, start_postgres, start_redis, stop  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
-from results import append_section  # noqa: E402
+from results import publish  # noqa: E402
 
 BIN = Path(sys.executable).parent
 WORDS = [f"w{i:04d}" for i in range(5000)]
@@ -226,10 +226,7 @@ def report(args, results: dict, pipeline: dict, load_s: float) -> None:
         f"**{pipeline['tasks_per_s']:.1f} tasks/s** ({pipeline['tasks_per_s'] * pipeline['lines_per_task']:,.0f} lines/s).",
         "",
     ]
-    text = "\n".join(lines)
-    print(text)
-    if args.write:
-        append_section(text)
+    publish("\n".join(lines), args.write)
 
 if __name__ == "__main__":
     main()
