@@ -30,6 +30,12 @@ def firing(alert: str) -> list[dict]:
             if a["labels"]["alertname"] == alert and a["state"] == "firing"]
 
 
+def supervisor_report() -> str:
+    """What supervisord says on every bklog host: its status and its log's last lines."""
+    return "\n".join(f"== {name}\n" + host(name).run(
+        "supervisorctl status; tail -n 15 /var/log/supervisor/supervisord.log").stdout for name in group("bklog"))
+
+
 def test_every_exporter_and_api_host_is_scraped():
     expected = ({f"{h}:9100" for h in group("all")} | {f"{h}:80" for h in group("bklog_api")}
                 | {f"{h}:9121" for h in group("bklog_redis")} | {f"{h}:9187" for h in group("bklog_postgresql")}
@@ -48,9 +54,17 @@ def test_the_alerts_have_their_metrics():
     wait_until(lambda: values("redis_up") == {f"{h}:9121": 1.0 for h in group("bklog_redis")}, "redis_up")
     wait_until(lambda: values("pg_up") == {f"{h}:9187": 1.0 for h in group("bklog_postgresql")}, "pg_up")
     assert values("redis_memory_max_bytes > 0"), "Redis has no maxmemory: BklogRedisMemory would never fire"
-    # Every bklog program of every host RUNNING, from the textfile writer; nothing stale.
-    programs = values("node_supervisord_up")
-    assert programs and set(programs.values()) == {1.0}, programs
+    # Every bklog program of every host RUNNING, from the textfile writer. Earlier tests restart
+    # programs (test_cluster stops async_export): a state takes up to a write and a scrape (15 s
+    # each) to show, so wait that long; if one stays down, say what supervisord says.
+    def all_running():
+        programs = values("node_supervisord_up")
+        return programs if programs and set(programs.values()) == {1.0} else None
+
+    try:
+        programs = wait_until(all_running, "every program RUNNING in node_supervisord_up", timeout=60, every=5)
+    except AssertionError as error:
+        raise AssertionError(f"{error}: {values('node_supervisord_up')}\n{supervisor_report()}") from None
     assert {key.split(":")[0] for key in programs} == set(group("bklog"))
     assert values("bklog_supervisor_reachable") == {f"{h}:9100": 1.0 for h in group("bklog")}
     # The service's own metrics: queue backlog and database connections.
