@@ -1,7 +1,7 @@
 from django.urls import path
 
 from bklog import observability
-from bklog.logs import views
+from bklog.logs import es_views, views
 
 urlpatterns = [
     path("healthz", observability.healthz, name="healthz"),
@@ -14,6 +14,13 @@ urlpatterns = [
     path("api/v1/index_sets/<str:name>/exports", views.exports_view, name="exports"),
     path("api/v1/exports/<uuid:job_id>", views.export_detail, name="export_detail"),
     path("api/v1/exports/<uuid:job_id>/download", views.export_download, name="export_download"),
+    # Elasticsearch-compatible, for log shippers (bklog/logs/es_views.py): after every route above.
+    path("", es_views.root, name="es_root"),
+    path("_bulk", es_views.bulk, name="es_bulk"),
+    path("_template/<str:name>", es_views.template, name="es_template"),
+    path("_index_template/<str:name>", es_views.template, name="es_index_template"),
+    path("<str:name>/_bulk", es_views.bulk, name="es_index_bulk"),
+    path("<str:name>", es_views.index, name="es_index"),
 ]
 
 handler400 = "bklog.logs.errors.bad_request"

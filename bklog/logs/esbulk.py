@@ -1,0 +1,162 @@
+"""The Elasticsearch bulk API, as far as log shippers use it (rsyslog's omelasticsearch, Filebeat,
+Fluent Bit, Vector, Logstash, the elasticsearch/opensearch clients' bulk helpers): NDJSON
+action/document pairs, `index` and `create` actions, the index from the action or the URL mapped
+to an index set, per-item results shaped like Elasticsearch's.
+
+What is reported created is stored (and searchable once the pipeline has indexed it); what is
+reported failed was not written: an index set's items go through ingest.accept() together, whole
+or not at all, after every item was checked on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.utils import timezone
+
+from bklog.logs import auth, ingest
+from bklog.logs.models import IndexSet
+from bklog.logs.parsing import LineError, parse_line
+
+ACTIONS = ("create", "delete", "index", "update")
+WRITE_ACTIONS = ("create", "index")
+
+
+class BulkRequestError(Exception):
+    """The request as a whole is refused (Elasticsearch answers it without items)."""
+
+    def __init__(self, status: int, kind: str, reason: str):
+        super().__init__(reason)
+        self.status, self.kind, self.reason = status, kind, reason
+
+    def body(self) -> dict:
+        cause = {"type": self.kind, "reason": self.reason}
+        return {"error": {"root_cause": [cause], **cause}, "status": self.status}
+
+
+@dataclass
+class Item:
+    action: str
+    index: str
+    doc_id: str | None
+    source: bytes | None
+    result: dict = field(default_factory=dict)
+    parsed: object = None
+
+    def fail(self, status: int, kind: str, reason: str, **extra) -> None:
+        self.result = {"_index": self.index, "_id": self.doc_id, "status": status,
+                       "error": {"type": kind, "reason": reason, **extra}}
+
+    @property
+    def failed(self) -> bool:
+        return "error" in self.result
+
+
+def parse(body: bytes, url_index: str | None) -> list[Item]:
+    if not body:
+        raise BulkRequestError(400, "parse_exception", "request body is required")
+    if not body.endswith(b"\n"):
+        raise BulkRequestError(400, "illegal_argument_exception", "The bulk request must be terminated by a newline [\\n]")
+    lines = body.split(b"\n")[:-1]
+    items, number = [], 0
+    while number < len(lines):
+        raw = lines[number]
+        number += 1
+        if not raw.strip():
+            continue
+        try:
+            action_line = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BulkRequestError(400, "x_content_parse_exception",
+                                   f"[{number}:{getattr(exc, 'colno', 1)}] Malformed action/metadata line [{number}]: not JSON") from None
+        if not isinstance(action_line, dict) or len(action_line) != 1:
+            raise BulkRequestError(400, "illegal_argument_exception",
+                                   f"Malformed action/metadata line [{number}], expected a simple value for field [{next(iter(action_line), '')}]"
+                                   if isinstance(action_line, dict) and action_line else
+                                   f"Malformed action/metadata line [{number}], expected START_OBJECT")
+        action, meta = next(iter(action_line.items()))
+        if action not in ACTIONS:
+            raise BulkRequestError(400, "illegal_argument_exception",
+                                   f"Malformed action/metadata line [{number}], expected one of [create, delete, index, update] but found [{action}]")
+        if not isinstance(meta, dict):
+            raise BulkRequestError(400, "illegal_argument_exception",
+                                   f"Malformed action/metadata line [{number}], expected START_OBJECT but found [{type(meta).__name__}]")
+        index = meta.get("_index") or url_index
+        if not index:
+            raise BulkRequestError(400, "action_request_validation_exception", "Validation Failed: 1: index is missing;")
+        doc_id = meta.get("_id")
+        source = None
+        if action != "delete":
+            if number >= len(lines):
+                raise BulkRequestError(400, "illegal_argument_exception",
+                                       f"The bulk request must be terminated by a newline [\\n]")
+            source = lines[number]
+            number += 1
+        items.append(Item(action, str(index), None if doc_id is None else str(doc_id), source))
+    if not items:
+        raise BulkRequestError(400, "action_request_validation_exception", "Validation Failed: 1: no requests added;")
+    return items
+
+
+def check_item(item: Item, index_set: IndexSet | None, token: str | None, received_at) -> None:
+    if item.action not in WRITE_ACTIONS:
+        item.fail(400, "illegal_argument_exception",
+                  f"BK LOG keeps log lines append-only: [{item.action}] is not supported")
+        return
+    if index_set is None:
+        item.fail(404, "index_not_found_exception", f"no such index [{item.index}]",
+                  index=item.index, **{"resource.type": "index_or_alias", "resource.id": item.index})
+        return
+    if not auth.ingest_token_matches(index_set, token):
+        item.fail(403, "security_exception",
+                  f"action [indices:data/write/bulk[s]] is unauthorized: the token may not ingest into [{item.index}]")
+        return
+    try:
+        document = json.loads(item.source)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        item.fail(400, "mapper_parsing_exception", "failed to parse",
+                  caused_by={"type": "json_parse_exception", "reason": str(exc)})
+        return
+    if not isinstance(document, dict):
+        item.fail(400, "mapper_parsing_exception", "failed to parse: the document must be a JSON object")
+        return
+    try:
+        parse_line(index_set.parse, index_set.parse_pattern, document, received_at)
+    except LineError as exc:
+        item.fail(400, "mapper_parsing_exception", f"failed to parse: {exc}")
+        return
+    item.parsed = document
+
+
+def run(body: bytes, url_index: str | None, token: str | None) -> dict:
+    started = time.monotonic()
+    items = parse(body, url_index)
+    if len(items) > settings.BKLOG_INGEST_MAX_LINES:
+        raise BulkRequestError(413, "illegal_argument_exception",
+                               f"bulk request has {len(items)} items; the limit is {settings.BKLOG_INGEST_MAX_LINES}")
+    received_at = timezone.now()
+    index_sets = {s.name: s for s in IndexSet.objects.filter(name__in={item.index for item in items})}
+    for item in items:
+        check_item(item, index_sets.get(item.index), token, received_at)
+    by_index: dict[str, list[Item]] = {}
+    for item in items:
+        if not item.failed:
+            by_index.setdefault(item.index, []).append(item)
+    for name, group in by_index.items():
+        try:
+            accepted = ingest.accept(index_sets[name], [item.parsed for item in group])
+        except ingest.BatchRejected as exc:
+            # Nothing of this index set's items was stored: each is reported failed, to retry.
+            status, kind = (429, "es_rejected_execution_exception") if exc.status == 503 else (exc.status, "illegal_argument_exception")
+            for item in group:
+                item.fail(status, kind, exc.message)
+            continue
+        for seq, item in enumerate(group):
+            item.result = {"_index": name, "_id": item.doc_id or f"{accepted['batch']}-{seq}", "_version": 1,
+                           "result": "created", "_shards": {"total": 1, "successful": 1, "failed": 0},
+                           "_seq_no": seq, "_primary_term": 1, "status": 201}
+    return {"took": int((time.monotonic() - started) * 1000), "errors": any(item.failed for item in items),
+            "items": [{item.action: item.result} for item in items]}

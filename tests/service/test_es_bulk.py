@@ -1,0 +1,117 @@
+"""The Elasticsearch-compatible bulk endpoint and the calls shippers make before it (the embedded
+default: inline pipeline, so what is reported created is searchable at once). The per-item shapes
+are the ones OpenSearch 2.19 answered for the same batches (recorded on this machine); the same
+comparison against a running engine is left to the OpenSearch issue."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from bklog.logs.models import LogLine
+
+
+def ndjson(*docs) -> str:
+    return "".join(json.dumps(d) + "\n" for d in docs)
+
+
+def bulk(client, body: str, token: str | None, path: str = "/_bulk", basic: bool = False):
+    headers = {}
+    if token and basic:
+        headers["HTTP_AUTHORIZATION"] = "Basic " + base64.b64encode(f"rsyslog:{token}".encode()).decode()
+    elif token:
+        headers["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    return client.post(path, data=body, content_type="application/x-ndjson", **headers)
+
+
+@pytest.fixture
+def app(make_index_set):
+    return make_index_set("app")
+
+
+def test_root_answers_like_an_elasticsearch_8(client, db):
+    r = client.get("/")
+    assert r.status_code == 200 and r["X-Elastic-Product"] == "Elasticsearch"
+    assert r.json()["version"]["number"].startswith("8.")
+    assert client.head("/").status_code == 200
+
+
+def test_a_valid_batch_is_created_and_searchable(client, app):
+    index_set, token = app
+    body = ndjson({"index": {"_index": "app"}}, {"message": "disk full", "@timestamp": "2026-01-01T00:00:00Z", "host": "vm1"},
+                  {"create": {"_index": "app", "_id": "x1"}}, {"message": "disk ok"})
+    r = bulk(client, body, token)
+    assert r.status_code == 200 and r["X-Elastic-Product"] == "Elasticsearch"
+    answer = r.json()
+    assert answer["errors"] is False
+    assert [list(item) for item in answer["items"]] == [["index"], ["create"]]
+    first, second = answer["items"][0]["index"], answer["items"][1]["create"]
+    assert first["status"] == 201 and first["result"] == "created" and first["_index"] == "app" and first["_id"]
+    assert second["_id"] == "x1" and second["status"] == 201
+    lines = LogLine.objects.filter(index_set=index_set).order_by("message")
+    assert [(l.message, l.fields) for l in lines] == [("disk full", {"host": "vm1"}), ("disk ok", {})]
+
+
+def test_the_index_in_the_url_and_basic_auth(client, app):
+    _, token = app
+    r = bulk(client, ndjson({"index": {}}, {"msg": "from the url"}), token, path="/app/_bulk", basic=True)
+    assert r.json()["errors"] is False
+    assert LogLine.objects.filter(message="from the url").count() == 1
+
+
+def test_a_mixed_batch_reports_each_item_and_stores_only_the_good(client, app, make_index_set):
+    _, token = app
+    make_index_set("other")
+    body = ndjson({"index": {"_index": "app"}}, {"message": "good one"},
+                  {"delete": {"_index": "app", "_id": "zz"}},
+                  {"index": {"_index": "missing"}}, {"message": "nowhere"},
+                  {"index": {"_index": "other"}}, {"message": "not this token's"},
+                  {"index": {"_index": "app"}}, {"message": "good two", "@timestamp": "not a time"},
+                  {"index": {"_index": "app"}}, {"message": "good three"}) + '{"index":{"_index":"app"}}\n{"message":"cut\n'
+    answer = bulk(client, body, token).json()
+    assert answer["errors"] is True
+    statuses = [next(iter(item.values()))["status"] for item in answer["items"]]
+    assert statuses == [201, 400, 404, 403, 400, 201, 400]
+    kinds = [next(iter(item.values())).get("error", {}).get("type") for item in answer["items"]]
+    assert kinds == [None, "illegal_argument_exception", "index_not_found_exception", "security_exception",
+                     "mapper_parsing_exception", None, "mapper_parsing_exception"]
+    assert sorted(LogLine.objects.values_list("message", flat=True)) == ["good one", "good three"]
+
+
+@pytest.mark.parametrize("body, status, kind", [
+    ("", 400, "parse_exception"),
+    ('{"index":{"_index":"app"}}\n{"message":"a"}', 400, "illegal_argument_exception"),  # no final newline
+    ('{"upsert":{"_index":"app"}}\n{"message":"a"}\n', 400, "illegal_argument_exception"),
+    ('{"index":{}}\n{"message":"a"}\n', 400, "action_request_validation_exception"),
+    ('not json\n{"message":"a"}\n', 400, "x_content_parse_exception"),
+])
+def test_a_malformed_request_is_refused_whole(client, app, body, status, kind):
+    _, token = app
+    r = bulk(client, body, token)
+    assert r.status_code == status and r.json()["error"]["type"] == kind and r.json()["status"] == status
+    assert LogLine.objects.count() == 0
+
+
+def test_no_credentials(client, app):
+    r = bulk(client, ndjson({"index": {"_index": "app"}}, {"message": "a"}), None)
+    assert r.status_code == 401 and r.json()["error"]["type"] == "security_exception"
+    assert r["WWW-Authenticate"].startswith("Basic")
+
+
+def test_index_and_template_probes(client, app, reader_token):
+    _, token = app
+    assert client.head("/app", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200
+    assert client.get("/app", HTTP_AUTHORIZATION=f"Bearer {reader_token}").status_code == 200
+    assert client.head("/nope", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 404
+    assert client.get("/_template/bklog").status_code == 404
+    assert client.put("/_index_template/bklog", data="{}", content_type="application/json").json() == {"acknowledged": True}
+
+
+def test_the_items_limit(client, app, settings):
+    _, token = app
+    settings.BKLOG_INGEST_MAX_LINES = 2
+    r = bulk(client, ndjson(*[d for i in range(3) for d in ({"index": {"_index": "app"}}, {"message": str(i)})]), token)
+    assert r.status_code == 413
+    assert LogLine.objects.count() == 0
