@@ -314,3 +314,40 @@ def test_consul_disabled_makes_no_call(stack_factory):
         assert agent.requests == []
     finally:
         agent.close()
+
+
+def _bulk_actions():
+    """Five good documents, one whose timestamp is not a time, one for an index set that does not exist."""
+    for i in range(5):
+        yield {"_index": "app", "_source": {"message": f"shipped {i} payment", "@timestamp": f"2026-01-01T00:00:0{i}Z"}}
+    yield {"_index": "app", "_source": {"message": "bad time", "@timestamp": "yesterday"}}
+    yield {"_index": "nowhere", "_source": {"message": "lost"}}
+
+
+@pytest.mark.parametrize("client_name", ["elasticsearch", "opensearch"])
+def test_the_official_clients_bulk_helpers(stack_factory, redis_url, client_name):
+    """Unmodified clients connect (the elasticsearch client checks the product header) and get
+    per-item results: 5 created, 1 refused by the parse, 1 for a missing index; the 5 are searchable
+    once the pipeline worker indexed them, the other 2 nowhere."""
+    stack, ingest_token, api = _app_stack(stack_factory, redis_url)
+    stack.start_worker("pipeline,pipeline_priority")
+    if client_name == "elasticsearch":
+        from elasticsearch import Elasticsearch, helpers
+
+        client = Elasticsearch(stack.url, api_key=None, bearer_auth=ingest_token)
+    else:
+        from opensearchpy import OpenSearch, helpers
+
+        client = OpenSearch(stack.url, http_auth=("shipper", ingest_token))
+    assert client.info()["version"]["number"].startswith("8.")
+    ok, errors = helpers.bulk(client, _bulk_actions(), raise_on_error=False, stats_only=False)
+    assert ok == 5
+    assert sorted((next(iter(e.values()))["status"], next(iter(e.values()))["error"]["type"]) for e in errors) == [
+        (400, "mapper_parsing_exception"), (404, "index_not_found_exception")]
+
+    def indexed():
+        status, body = stack.get("/api/v1/index_sets/app/search?q=shipped&size=10", api)
+        return status == 200 and json.loads(body)["total"] == 5
+
+    stack.wait_for(indexed, "the 5 created lines searchable")
+    assert json.loads(stack.get("/api/v1/index_sets/app/search?q=bad", api)[1])["total"] == 0
