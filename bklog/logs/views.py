@@ -76,8 +76,9 @@ def api_view(admin: bool = False, with_index_set: bool = False):
     return decorate
 
 
-def create_index_set(name: str, parse: str = "plain", retention_days=7) -> tuple[IndexSet, str]:
-    """Shared by the API and `bklog create_index_set`. ValueError names what is wrong."""
+def create_index_set(name: str, parse: str = "plain", retention_days=7, token: str | None = None) -> tuple[IndexSet, str]:
+    """Shared by the API and `bklog create_index_set`. ValueError names what is wrong. `token`:
+    the ingest token to use (a playbook's, from its vault) instead of a new one."""
     if not isinstance(name, str) or not INDEX_SET_NAME.match(name):
         raise ValueError(f"name {name!r} must be 1-100 of a-z, 0-9, '_' and '-', starting with a letter or digit")
     if not isinstance(parse, str):
@@ -85,7 +86,9 @@ def create_index_set(name: str, parse: str = "plain", retention_days=7) -> tuple
     kind, pattern = validate_parse_rule(parse)
     if isinstance(retention_days, bool) or not isinstance(retention_days, int) or not 1 <= retention_days <= 3650:
         raise ValueError(f"retention_days {retention_days!r} must be an integer from 1 to 3650")
-    token = new_token("ingest")
+    if token is not None and len(token) < 20:
+        raise ValueError("an ingest token must be 20 characters or more")
+    token = token or new_token("ingest")
     try:
         with transaction.atomic():
             index_set = IndexSet.objects.create(name=name, parse=kind, parse_pattern=pattern,

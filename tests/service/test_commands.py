@@ -113,3 +113,23 @@ def test_retention_deletes_only_old_lines_and_keeps_the_index_in_step(make_index
     assert apply_retention() == {"app": 3}
     assert LogLine.objects.count() == 2
     assert search("app", admin_token, q="line").json()["total"] == 2
+
+
+def test_create_index_set_with_a_token_from_stdin(db, monkeypatch):
+    """For playbooks: the token comes from their vault on stdin, never on the command line; a
+    second run changes nothing, a new token replaces the old one."""
+    from bklog.logs.models import IndexSet, hash_token
+
+    def run(token: str) -> str:
+        monkeypatch.setattr("sys.stdin", io.StringIO(token + "\n"))
+        out = io.StringIO()
+        call_command("create_index_set", "journal", "--parse", "json", "--token-stdin", stdout=out)
+        return out.getvalue().strip()
+
+    assert run("t" * 24) == "created"
+    assert IndexSet.objects.get(name="journal").ingest_token_hash == hash_token("t" * 24)
+    assert run("t" * 24) == "unchanged"
+    assert run("u" * 24) == "updated"
+    assert IndexSet.objects.get(name="journal").ingest_token_hash == hash_token("u" * 24)
+    with pytest.raises(CommandError, match="20 characters or more"):
+        run("short")
