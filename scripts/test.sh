@@ -50,6 +50,12 @@ if [[ $what == all || $what == service ]]; then
   suites=$((suites + 1))
 fi
 
+if [[ $what == all || $what == engine ]]; then
+  echo "== the bulk endpoint against a real OpenSearch 2.19 (same batches, same per-item results)"
+  env -u DATABASE_URL -u REDIS_URL BKLOG_DATA_DIR="$run_dir/engine" pytest -p no:cacheprovider tests/engine
+  suites=$((suites + 1))
+fi
+
 if [[ $what == all || $what == deploy ]]; then
   echo "== deploy tests (inventory validation, role specs)"
   pytest tests/deploy
