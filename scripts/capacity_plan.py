@@ -98,7 +98,9 @@ def inventory(p: Plan, env: str) -> dict[str, str]:
         + "    bklog_lb:\n      hosts:\n" + hosts([f"{env}-bklog-lb-01.example.internal"], 8)
         + "    bklog_consul_servers:\n      hosts:\n" + hosts([f"{env}-infra-{i:02d}.example.internal" for i in (1, 2, 3)], 8)
         + "    bklog_postgresql:\n    bklog_redis:\n"
-        + "    bklog_monitoring:\n      hosts:\n" + hosts([f"{env}-infra-01.example.internal"], 8))}
+        + "    bklog_monitoring:\n      hosts:\n" + hosts([f"{env}-infra-01.example.internal"], 8)
+        + "    # Hosts whose logs rsyslog ships into BK LOG (playbooks/log_agent.yml): add the fleet's.\n"
+        + "    bklog_log_agent:\n")}
     for queue, names in workers.items():
         beat = f"\ncelery_workers_beat_host: {names[0]}" if queue == "default" else ""
         files[f"group_vars/bklog_workers_{queue}/main.yml"] = (

@@ -23,7 +23,8 @@ def index_batch(self, batch_id: str) -> str:
     if outcome == "missing" and self.request.retries < 5:
         # The request queues inside its transaction; it may not have committed yet.
         raise self.retry(countdown=1)
-    log.info("batch %s: %s", batch_id, outcome)
+    # The routine outcome at debug: one line per batch is noise (Celery logs the task anyway).
+    log.log(logging.DEBUG if outcome == "indexed" else logging.INFO, "batch %s: %s", batch_id, outcome)
     return outcome
 
 

@@ -33,7 +33,8 @@ def run_site(tmp_path: Path, playbook: str = "site.yml", infra: dict | None = No
     }}}}}
     if infra is not None:  # an infra host in every infrastructure group
         infra_vars = {"ansible_host": "192.0.2.11", "ansible_connection": "ssh", **infra}
-        for group in ("bklog_consul_servers", "bklog_postgresql", "bklog_redis", "bklog_lb", "bklog_monitoring"):
+        for group in ("bklog_consul_servers", "bklog_postgresql", "bklog_redis", "bklog_lb", "bklog_monitoring",
+                      "bklog_log_agent"):
             inventory["all"]["children"][group] = {"hosts": {"infra1": infra_vars}}
     path = tmp_path / "hosts.yml"
     path.write_text(yaml.safe_dump(inventory))
@@ -78,6 +79,12 @@ CONSUL = {"bklog_consul_enabled": True, "consul_retry_join": ["infra1"]}
     ("site.yml", {}, {**INFRA, "monitoring_scrape_interval": "5 seconds"},
      "monitoring_scrape_interval is '5 seconds': a Prometheus duration like 15s"),
     ("rolling_upgrade.yml", {}, None, "bklog_rollout_smoke_token must be set (20+ characters"),
+    ("site.yml", {}, {**INFRA, "log_agent_ingest_token": "CHANGE-ME-20-or-more-random-characters"},
+     "log_agent_ingest_token is missing or a placeholder"),
+    ("log_agent.yml", {}, {**INFRA, "log_agent_ingest_token": "t" * 20, "log_agent_batch_lines": 20000},
+     "log_agent_batch_lines=20000 must be 1-10000"),
+    ("site.yml", {}, {**INFRA, "log_agent_ingest_token": "t" * 20, "log_agent_index_set": "Sys Log"},
+     "log_agent_index_set 'Sys Log' is not an index set name"),
     ("rolling_upgrade.yml", {"bklog_rollout_smoke_token": "t" * 24, "bklog_rollout_lb_hosts": ["lb9"]}, None,
      "bklog_rollout_lb_hosts must be inventory hosts (unknown: ['lb9'])"),
     ("rollback.yml", {}, None, "bklog_rollout_smoke_token must be set (20+ characters"),
