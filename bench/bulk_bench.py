@@ -101,12 +101,9 @@ def main() -> None:
         lines.append(f"| {backend} | {r['lines_per_s']:,.0f} | {r['median_ms']:.0f} | {r['p95_ms']:.0f} | {r['wall_s']:.1f} |")
     ratio = results["postgres"]["lines_per_s"] / results["sqlite"]["lines_per_s"]
     lines += ["", f"PostgreSQL / SQLite: {ratio:.2f}x lines/s.", ""]
-    text = "\n".join(lines)
-    print(text)
-    if args.write:
-        from results import append_section
+    from results import publish
 
-        append_section(text)
+    publish("\n".join(lines), args.write)
 
 
 if __name__ == "__main__":
