@@ -83,6 +83,8 @@ CONSUL = {"bklog_consul_enabled": True, "consul_retry_join": ["infra1"]}
      "log_agent_ingest_token is missing or a placeholder"),
     ("log_agent.yml", {}, {**INFRA, "log_agent_ingest_token": "t" * 20, "log_agent_batch_lines": 20000},
      "log_agent_batch_lines=20000 must be 1-10000"),
+    ("log_agent.yml", {}, {**INFRA, "log_agent_ingest_token": "t" * 20, "log_agent_batch_wait_ms": -5},
+     "log_agent_batch_wait_ms=-5 must be 0-60000"),
     ("site.yml", {}, {**INFRA, "log_agent_ingest_token": "t" * 20, "log_agent_index_set": "Sys Log"},
      "log_agent_index_set 'Sys Log' is not an index set name"),
     ("rolling_upgrade.yml", {"bklog_rollout_smoke_token": "t" * 24, "bklog_rollout_lb_hosts": ["lb9"]}, None,
