@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, playbook, running_versions, wait_until
+from agent import INDEX_SET, SyslogTraffic, wait_all_shipped
+from conftest import LB, ROOT, playbook, running_versions, wait_until
 from load import Load
 
 
@@ -62,13 +63,21 @@ def _under_load(load, name: str, *extra: str):
     return run, traffic
 
 
-def test_rolling_upgrade_to_v2_under_load(load):
+def test_rolling_upgrade_to_v2_under_load(load, admin_token):
     before = running_versions()
     assert set(before.values()) == {"1.0.0"}, before
-    run, traffic = _under_load(load, "rolling_upgrade.yml", "-e", "bklog_version=2.0.0")
+    # rsyslog on every host ships syslog lines through the balancer all along (roles/log_agent).
+    syslog = SyslogTraffic().start()
+    try:
+        run, traffic = _under_load(load, "rolling_upgrade.yml", "-e", "bklog_version=2.0.0")
+    finally:
+        sent = syslog.stop()
     assert run.returncode == 0, run.stdout[-6000:]
     assert set(running_versions().values()) == {"2.0.0"}
     _check_after(traffic)
+    # Not one syslog line lost (nor doubled) while each API host and the worker were restarted.
+    wait_all_shipped(Load(LB, INDEX_SET, "", admin_token), syslog)
+    print(f"syslog lines sent during the upgrade, all searchable: {sent}")
 
 
 @pytest.fixture(scope="module")
