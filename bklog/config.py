@@ -8,6 +8,7 @@ Django is not imported here so that gunicorn_config.py and the tooling can use i
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -38,6 +39,16 @@ VARIABLES: dict[str, Variable] = {
         Variable("BKLOG_DATA_DIR", "str", "./data", "SQLite database, exports, beat schedule. Relative paths are resolved against the working directory."),
         Variable("DATABASE_URL", "str", "", "Metadata and log index database. Empty: SQLite at $BKLOG_DATA_DIR/bklog.sqlite3 (FTS5). postgres://user:pass@host:5432/db for PostgreSQL."),
         Variable("REDIS_URL", "str", "", "Celery broker and cache. Empty: no broker, ingest and exports run inline (embedded mode)."),
+        Variable("BKLOG_SEARCH_BACKEND", "str", "database", "Where log lines are indexed and searched: database (SQLite FTS5 or PostgreSQL, whichever DATABASE_URL names) or opensearch (an OpenSearch cluster; metadata stays in the database)."),
+        Variable("BKLOG_OPENSEARCH_URL", "list", "", "With the opensearch backend: comma-separated node URLs, e.g. http://os1:9200,http://os2:9200."),
+        Variable("BKLOG_OPENSEARCH_USER", "str", "", "With the opensearch backend: basic-auth user (empty: none)."),
+        Variable("BKLOG_OPENSEARCH_PASSWORD", "str", "", "With the opensearch backend: basic-auth password."),
+        Variable("BKLOG_OPENSEARCH_CA_CERTS", "str", "", "With https node URLs: CA bundle to verify them (empty: the system's)."),
+        Variable("BKLOG_OPENSEARCH_INDEX_PREFIX", "str", "bklog", "Index names: <prefix>-<index set>.<YYYY.MM.DD>, one per index set and day; the index template matches <prefix>-*."),
+        Variable("BKLOG_OPENSEARCH_SHARDS", "int", 1, "Primary shards of each daily index."),
+        Variable("BKLOG_OPENSEARCH_REPLICAS", "int", 0, "Replicas of each daily index (1 on a three-node cluster)."),
+        Variable("BKLOG_OPENSEARCH_REFRESH", "str", "wait_for", "Bulk refresh: wait_for (a batch is indexed once searchable), false (faster, searchable within the refresh interval)."),
+        Variable("BKLOG_OPENSEARCH_TIMEOUT", "int", 30, "Seconds an OpenSearch request may take."),
         Variable("BKLOG_SECRET_KEY", "str", "", "Django SECRET_KEY. Required in stag and prod."),
         Variable("BKLOG_ALLOWED_HOSTS", "list", "", "Comma-separated host names the API answers to. Required in stag and prod."),
         Variable("BKLOG_DEBUG", "bool", False, "Django DEBUG; refused outside dev."),
@@ -166,10 +177,37 @@ class Config:
                      "GUNICORN_TIMEOUT", "GUNICORN_MAX_REQUESTS"):
             if self[name] <= 0:
                 problems.append(f"{name}={self[name]} must be a positive integer")
+        if self["BKLOG_SEARCH_BACKEND"] not in ("database", "opensearch"):
+            problems.append(f"BKLOG_SEARCH_BACKEND={self['BKLOG_SEARCH_BACKEND']!r} is not one of database, opensearch")
+        if self["BKLOG_SEARCH_BACKEND"] == "opensearch":
+            problems.extend(self._opensearch_problems())
         if self["GUNICORN_WORKERS"] < 0:
             problems.append(f"GUNICORN_WORKERS={self['GUNICORN_WORKERS']} must be 0 (auto) or more")
         if problems:
             raise ConfigError("; ".join(problems))
+
+    def _opensearch_problems(self) -> list[str]:
+        problems = []
+        urls = self["BKLOG_OPENSEARCH_URL"]
+        if not urls:
+            problems.append("BKLOG_SEARCH_BACKEND=opensearch needs BKLOG_OPENSEARCH_URL (the nodes, http://host:9200)")
+        for url in urls:
+            if not re.match(r"^https?://[^/\s:]+(:[0-9]+)?/?$", url):
+                problems.append(f"BKLOG_OPENSEARCH_URL entry {url!r} is not http(s)://host[:port]")
+        if not re.match(r"^[a-z0-9][a-z0-9_]{0,29}$", self["BKLOG_OPENSEARCH_INDEX_PREFIX"]):
+            problems.append(f"BKLOG_OPENSEARCH_INDEX_PREFIX={self['BKLOG_OPENSEARCH_INDEX_PREFIX']!r} must be 1-30 of a-z, 0-9 and '_'")
+        if self["BKLOG_OPENSEARCH_SHARDS"] < 1:
+            problems.append(f"BKLOG_OPENSEARCH_SHARDS={self['BKLOG_OPENSEARCH_SHARDS']} must be 1 or more")
+        if self["BKLOG_OPENSEARCH_REPLICAS"] < 0:
+            problems.append(f"BKLOG_OPENSEARCH_REPLICAS={self['BKLOG_OPENSEARCH_REPLICAS']} must be 0 or more")
+        if self["BKLOG_OPENSEARCH_REFRESH"] not in ("wait_for", "false"):
+            problems.append(f"BKLOG_OPENSEARCH_REFRESH={self['BKLOG_OPENSEARCH_REFRESH']!r} is not one of wait_for, false")
+        if self["BKLOG_OPENSEARCH_TIMEOUT"] <= 0:
+            problems.append(f"BKLOG_OPENSEARCH_TIMEOUT={self['BKLOG_OPENSEARCH_TIMEOUT']} must be a positive integer")
+        if self["BKLOG_INGEST_MAX_LINES"] > 16384:
+            problems.append(f"BKLOG_INGEST_MAX_LINES={self['BKLOG_INGEST_MAX_LINES']} is over 16384, the most one batch "
+                            "takes with the opensearch backend (each batch numbers its lines in a block of 16384)")
+        return problems
 
     @property
     def data_dir(self) -> Path:

@@ -83,6 +83,13 @@ def _check_migrations() -> str:
 
 
 def _check_index() -> str:
+    from bklog.logs.store import line_store
+
+    return line_store().check()
+
+
+def check_database_index() -> str:
+    """The database's full-text index is there (SQLite FTS5 and its triggers, PostgreSQL's GIN)."""
     with connection.cursor() as cursor:
         if connection.vendor == "sqlite":
             cursor.execute("SELECT count(*) FROM sqlite_master WHERE type='trigger' AND name LIKE 'logs_logline_fts_%'")

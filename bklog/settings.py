@@ -84,6 +84,16 @@ BKLOG_EXPORT_TTL_HOURS = CONFIG["BKLOG_EXPORT_TTL_HOURS"]
 BKLOG_EXPORT_MAX_LINES = CONFIG["BKLOG_EXPORT_MAX_LINES"]
 BKLOG_EXPORT_DIR = DATA_DIR / "exports"
 BKLOG_PIPELINE_ASYNC = CONFIG.pipeline_async
+BKLOG_SEARCH_BACKEND = CONFIG["BKLOG_SEARCH_BACKEND"]
+BKLOG_OPENSEARCH_URL = CONFIG["BKLOG_OPENSEARCH_URL"]
+BKLOG_OPENSEARCH_USER = CONFIG["BKLOG_OPENSEARCH_USER"]
+BKLOG_OPENSEARCH_PASSWORD = CONFIG["BKLOG_OPENSEARCH_PASSWORD"]
+BKLOG_OPENSEARCH_CA_CERTS = CONFIG["BKLOG_OPENSEARCH_CA_CERTS"]
+BKLOG_OPENSEARCH_INDEX_PREFIX = CONFIG["BKLOG_OPENSEARCH_INDEX_PREFIX"]
+BKLOG_OPENSEARCH_SHARDS = CONFIG["BKLOG_OPENSEARCH_SHARDS"]
+BKLOG_OPENSEARCH_REPLICAS = CONFIG["BKLOG_OPENSEARCH_REPLICAS"]
+BKLOG_OPENSEARCH_REFRESH = CONFIG["BKLOG_OPENSEARCH_REFRESH"]
+BKLOG_OPENSEARCH_TIMEOUT = CONFIG["BKLOG_OPENSEARCH_TIMEOUT"]
 
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
@@ -109,5 +119,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"}},
     "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["stdout"], "level": CONFIG["BKLOG_LOG_LEVEL"]},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    # opensearch-py logs every request at INFO: one line per bulk, shipped back by a log agent.
+    "loggers": {"django.db.backends": {"level": "INFO"}, "opensearch": {"level": "WARNING"}},
 }

@@ -18,6 +18,7 @@ cleanup() {
     molecule destroy -s default >/dev/null 2>&1 || true
   fi
   python tests/servers.py stop "$run_dir" || true
+  python tests/opensearch.py stop "$run_dir/opensearch" || true
   rm -rf "$run_dir"
 }
 trap cleanup EXIT
@@ -62,6 +63,13 @@ if [[ $what == all || $what == service ]]; then
   suites=$((suites + 1))
   echo "== service tests on PostgreSQL"
   env -u REDIS_URL DATABASE_URL="$BKLOG_TEST_POSTGRES_URL" BKLOG_DATA_DIR="$run_dir/pg" pytest tests/service
+  suites=$((suites + 1))
+  echo "== service tests on OpenSearch 2.19 (lines in daily indices; index sets and batches in SQLite)"
+  mkdir -p "$run_dir/opensearch"
+  eval "$(python tests/opensearch.py start "$run_dir/opensearch")"
+  env -u DATABASE_URL -u REDIS_URL BKLOG_DATA_DIR="$run_dir/os" BKLOG_SEARCH_BACKEND=opensearch \
+    BKLOG_OPENSEARCH_URL="$OPENSEARCH_URL" pytest tests/service
+  python tests/opensearch.py stop "$run_dir/opensearch"
   suites=$((suites + 1))
 fi
 

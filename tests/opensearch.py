@@ -25,19 +25,44 @@ USER = "bklog-opensearch"
 JAVA_HOME = "/usr/lib/jvm/java-17-openjdk-amd64"
 
 
+# The minimal distribution has one module (transport-netty4). BK LOG's index template needs the
+# analysis-common module (pattern tokenizer, asciifolding), which the full distribution bundles:
+# its jar is on Maven Central too; the descriptor below is the one the full distribution ships.
+MODULES = {
+    "analysis-common": ("org.opensearch.plugin:analysis-common:{version}:jar",
+                        "description=Adds \"built in\" analyzers to OpenSearch.\nversion={version}\nname=analysis-common\n"
+                        "classname=org.opensearch.analysis.common.CommonAnalysisPlugin\njava.version=11\n"
+                        "opensearch.version={version}\ncustom.foldername=\nextended.plugins=\nhas.native.controller=false\n"),
+}
+
+
+def _mvn_copy(artifact: str, directory: Path) -> None:
+    # Maven's output to stderr: `start` prints the URL on stdout for the shell to read.
+    subprocess.run(["mvn", "-q", "-B", "-Dstyle.color=never", "dependency:copy", f"-Dartifact={artifact}",
+                    f"-DoutputDirectory={directory}"], check=True, timeout=900, stdout=sys.stderr)
+
+
 def distribution() -> Path:
     home = CACHE / f"opensearch-{VERSION}"
-    if (home / "bin" / "opensearch").exists():
-        return home
-    CACHE.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mvn", "-q", "-B", "dependency:copy", f"-Dartifact={ARTIFACT}", f"-DoutputDirectory={CACHE}"],
-                   check=True, timeout=900)
-    with zipfile.ZipFile(CACHE / f"opensearch-{VERSION}.zip") as archive:
-        archive.extractall(CACHE / "part")
-    for script in (CACHE / "part" / f"opensearch-{VERSION}" / "bin").iterdir():
-        script.chmod(0o755)
-    (CACHE / "part" / f"opensearch-{VERSION}").rename(home)
-    shutil.rmtree(CACHE / "part")
+    if not (home / "bin" / "opensearch").exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        _mvn_copy(ARTIFACT, CACHE)
+        with zipfile.ZipFile(CACHE / f"opensearch-{VERSION}.zip") as archive:
+            archive.extractall(CACHE / "part")
+        for script in (CACHE / "part" / f"opensearch-{VERSION}" / "bin").iterdir():
+            script.chmod(0o755)
+        (CACHE / "part" / f"opensearch-{VERSION}").rename(home)
+        shutil.rmtree(CACHE / "part")
+    for name, (artifact, descriptor) in MODULES.items():
+        module = home / "modules" / name
+        if (module / "plugin-descriptor.properties").exists():
+            continue
+        part = home / "modules" / f".{name}.part"
+        shutil.rmtree(part, ignore_errors=True)
+        part.mkdir()
+        _mvn_copy(artifact.format(version=VERSION), part)
+        (part / "plugin-descriptor.properties").write_text(descriptor.format(version=VERSION))
+        part.rename(module)
     return home
 
 

@@ -9,17 +9,18 @@ from typing import IO, Iterator
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q, Sum
+from django.db.models import Sum
 from django.db.models.functions import Length
 from django.utils import timezone
 
-from bklog.logs.models import ExportChunk, ExportJob, IndexSet, LogLine
-from bklog.logs.search import SearchRequest, filtered
+from bklog.logs.models import ExportChunk, ExportJob, IndexSet
+from bklog.logs.search import SearchRequest
+from bklog.logs.store import line_store
 
 CSV_COLUMNS = ["timestamp", "message", "fields"]
 
 
-def record(line: LogLine) -> dict:
+def record(line) -> dict:
     return {
         "id": line.id,
         "timestamp": line.timestamp.isoformat().replace("+00:00", "Z"),
@@ -28,28 +29,13 @@ def record(line: LogLine) -> dict:
     }
 
 
-def iter_lines(index_set: IndexSet, request: SearchRequest, after=None, limit: int | None = None) -> Iterator[LogLine]:
-    """Oldest first, keyset-paginated so it streams any size with flat memory.
-    `after` is (timestamp, id) of the last line already written, for resuming."""
-    qs = filtered(index_set, request, plan="probe").order_by("timestamp", "id")  # linear, streams any size
-    written = 0
-    while True:
-        page_qs = qs
-        if after is not None:
-            ts, line_id = after
-            page_qs = qs.filter(Q(timestamp__gt=ts) | Q(timestamp=ts, id__gt=line_id))
-        page = list(page_qs[:1000])
-        if not page:
-            return
-        for line in page:
-            yield line
-            written += 1
-            if limit is not None and written >= limit:
-                return
-        after = (page[-1].timestamp, page[-1].id)
+def iter_lines(index_set: IndexSet, request: SearchRequest, after=None, limit: int | None = None) -> Iterator:
+    """Oldest first, streamed at any size; `after` is (timestamp, id) of the last line already
+    written, for resuming."""
+    return line_store().iter_lines(index_set, request, after=after, limit=limit)
 
 
-def write_lines(lines: Iterator[LogLine], out: IO[str], fmt: str) -> int:
+def write_lines(lines: Iterator, out: IO[str], fmt: str) -> int:
     count = 0
     writer = csv.writer(out) if fmt == "csv" else None
     if writer:

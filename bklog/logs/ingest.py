@@ -10,8 +10,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from bklog.logs.models import IndexSet, IngestBatch, LogLine
+from bklog.logs.models import IndexSet, IngestBatch
 from bklog.logs.parsing import LineError, parse_line
+from bklog.logs.store import line_store
 
 log = logging.getLogger(__name__)
 MAX_REPORTED_LINE_ERRORS = 100
@@ -64,23 +65,19 @@ def parse_batch(index_set: IndexSet, lines: list, received_at: datetime) -> list
     return parsed
 
 
-def _insert(index_set: IndexSet, batch: IngestBatch, parsed: list[tuple]) -> None:
-    LogLine.objects.bulk_create(
-        [LogLine(index_set=index_set, timestamp=ts, message=msg, fields=fields, batch=batch) for ts, msg, fields in parsed],
-        batch_size=500,
-    )
-
-
 def accept(index_set: IndexSet, lines: list) -> dict:
     """Validate and store a batch. Inline mode indexes it now; async mode queues it on `pipeline`."""
     received_at = timezone.now()
     parsed = parse_batch(index_set, lines, received_at)
+    store = line_store()
+    first_line_id = store.reserve_ids(len(parsed))
     if not settings.BKLOG_PIPELINE_ASYNC:
         with transaction.atomic():
             batch = IngestBatch.objects.create(index_set=index_set, received_at=received_at, lines=[],
                                                line_count=len(parsed), status=IngestBatch.INDEXED,
-                                               indexed_at=received_at)
-            _insert(index_set, batch, parsed)
+                                               indexed_at=received_at, first_line_id=first_line_id)
+            # A store outside the database undoes a partial write itself before it raises.
+            store.insert(index_set, parsed, batch=batch, first_id=first_line_id)
         return {"accepted": len(parsed), "index_set": index_set.name, "batch": str(batch.id), "indexed": True}
 
     from bklog.logs.tasks import index_batch
@@ -89,7 +86,7 @@ def accept(index_set: IndexSet, lines: list) -> dict:
     # gets a 503 with nothing stored; the task waits for the commit if it runs first.
     with transaction.atomic():
         batch = IngestBatch.objects.create(index_set=index_set, received_at=received_at, lines=lines,
-                                           line_count=len(parsed))
+                                           line_count=len(parsed), first_line_id=first_line_id)
         try:
             index_batch.apply_async(args=[str(batch.id)], countdown=0)
         except Exception as exc:  # kombu raises OperationalError and friends
@@ -108,7 +105,9 @@ def index_pending_batch(batch_id: str) -> str:
             return "already-indexed"
         index_set = batch.index_set
         parsed = parse_batch(index_set, batch.lines, batch.received_at)
-        _insert(index_set, batch, parsed)
+        # With the opensearch store, a failure after some documents were written leaves them under
+        # the batch's reserved ids: the retry overwrites the same documents.
+        line_store().insert(index_set, parsed, batch=batch, first_id=batch.first_line_id)
         batch.status = IngestBatch.INDEXED
         batch.lines = []
         batch.indexed_at = timezone.now()

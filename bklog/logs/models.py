@@ -71,6 +71,16 @@ class IngestBatch(models.Model):
     line_count = models.PositiveIntegerField()
     status = models.CharField(max_length=10, default=PENDING, db_index=True)
     indexed_at = models.DateTimeField(null=True, blank=True)
+    # Stores that need ids given (opensearch): the first of this batch's line ids, reserved when
+    # it was accepted, so that indexing it again writes the same documents, never new ones.
+    first_line_id = models.BigIntegerField(null=True, blank=True)
+
+
+class LineIdBlock(models.Model):
+    """A block of line ids (id x 16384 and the next 16383) reserved for one batch by a store that
+    needs ids given: an autoincrement, so concurrent batches never share a block."""
+
+    id = models.BigAutoField(primary_key=True)
 
 
 class LogLine(models.Model):

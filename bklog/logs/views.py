@@ -17,7 +17,8 @@ from django.views.decorators.http import require_http_methods
 from bklog.logs import auth, ingest
 from bklog.logs.models import ApiToken, ExportJob, IndexSet, hash_token, new_token
 from bklog.logs.parsing import validate_parse_rule
-from bklog.logs.search import SearchError, SearchRequest, parse_time, search, validate
+from bklog.logs.search import SearchError, SearchRequest, parse_time, validate
+from bklog.logs.store import line_store
 
 RESERVED_SEARCH_PARAMS = {"q", "start", "end", "size", "cursor"}
 INDEX_SET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
@@ -126,7 +127,7 @@ def index_sets(request):
 @require_http_methods(["GET"])
 @api_view(with_index_set=True)
 def index_set_detail(request, index_set: IndexSet):
-    return JsonResponse({**index_set.as_dict(), "lines": index_set.lines.count()})
+    return JsonResponse({**index_set.as_dict(), "lines": line_store().count(index_set)})
 
 
 @csrf_exempt
@@ -188,7 +189,7 @@ def search_view(request, index_set: IndexSet):
             raise SearchError("size", f"size={size_raw!r} is not an integer") from None
         if not 1 <= size <= settings.BKLOG_SEARCH_MAX_SIZE:
             raise SearchError("size", f"size must be from 1 to {settings.BKLOG_SEARCH_MAX_SIZE}")
-        result = search(index_set, search_request, size, request.GET.get("cursor") or None)
+        result = line_store().search(index_set, search_request, size, request.GET.get("cursor") or None)
     except SearchError as exc:
         return error(400, str(exc), param=exc.param)
     return JsonResponse(result)

@@ -1,5 +1,7 @@
 import pytest
 
+from stored_lines import StoredLines
+
 from bklog.logs.models import ApiToken, hash_token, new_token
 from bklog.logs.views import create_index_set
 
@@ -48,3 +50,22 @@ def search(client):
     def do(name, token, **params):
         return client.get(f"/api/v1/index_sets/{name}/search", params, **auth(token))
     return do
+
+
+@pytest.fixture
+def stored(db):
+    return StoredLines()
+
+
+@pytest.fixture(autouse=True)
+def _empty_opensearch():
+    """With BKLOG_SEARCH_BACKEND=opensearch, each test starts with no line indices (the database
+    is rolled back by pytest-django; OpenSearch is not)."""
+    yield
+    from django.conf import settings
+
+    if settings.BKLOG_SEARCH_BACKEND == "opensearch":
+        from bklog.logs.store import line_store
+
+        store = line_store()
+        store.client.indices.delete(index=f"{store.prefix}-*", params={"expand_wildcards": "all"})

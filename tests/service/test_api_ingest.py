@@ -3,41 +3,41 @@
 
 import pytest
 
-from bklog.logs.models import IngestBatch, LogLine
+from bklog.logs.models import IngestBatch
 
 pytestmark = pytest.mark.django_db
 
 
-def test_newline_text_and_json_arrays(make_index_set, ingest):
+def test_newline_text_and_json_arrays(make_index_set, ingest, stored):
     _, token = make_index_set("app")
     r = ingest("app", token, "first line\n\nsecond line\n")
     assert r.status_code == 200 and r.json()["accepted"] == 2
     r = ingest("app", token, ["third", {"message": "fourth", "level": "info", "@timestamp": "2026-01-02T03:04:05Z"}])
     assert r.status_code == 200 and r.json()["accepted"] == 2
-    fourth = LogLine.objects.get(message="fourth")
+    fourth = stored.one(message="fourth")
     assert fourth.fields == {"level": "info"} and fourth.timestamp.isoformat() == "2026-01-02T03:04:05+00:00"
-    assert LogLine.objects.count() == 4
+    assert stored.count() == 4
 
 
-def test_json_parse_rule(make_index_set, ingest):
+def test_json_parse_rule(make_index_set, ingest, stored):
     _, token = make_index_set("svc", parse="json")
     r = ingest("svc", token, '{"msg": "hello", "status": 500, "time": 1700000000}\n{"event": "login"}\n')
     assert r.status_code == 200, r.json()
-    line = LogLine.objects.get(message="hello")
+    line = stored.one(message="hello")
     assert line.fields == {"status": 500} and line.timestamp.year == 2023
-    assert LogLine.objects.filter(message='{"event": "login"}').exists()
+    assert stored.matching(message='{"event": "login"}')
 
 
-def test_regex_parse_rule_named_groups_become_fields(make_index_set, ingest):
+def test_regex_parse_rule_named_groups_become_fields(make_index_set, ingest, stored):
     _, token = make_index_set("nginx", parse=r"regex:^(?P<timestamp>\S+) (?P<level>[A-Z]+) (?P<message>.*)$")
     r = ingest("nginx", token, "2026-03-01T10:00:00+08:00 ERROR upstream timed out\n")
     assert r.status_code == 200
-    line = LogLine.objects.get()
+    line = stored.one()
     assert line.message == "upstream timed out" and line.fields == {"level": "ERROR"}
     assert line.timestamp.isoformat() == "2026-03-01T02:00:00+00:00"
 
 
-def test_unparseable_lines_reject_the_whole_batch_with_per_line_errors(make_index_set, ingest):
+def test_unparseable_lines_reject_the_whole_batch_with_per_line_errors(make_index_set, ingest, stored):
     _, token = make_index_set("svc", parse="json")
     r = ingest("svc", token, '{"msg": "ok"}\nnot json\n[1, 2]\n{"msg": "x", "time": "yesterday"}\n')
     assert r.status_code == 400
@@ -47,17 +47,17 @@ def test_unparseable_lines_reject_the_whole_batch_with_per_line_errors(make_inde
     assert "not valid JSON" in body["line_errors"][0]["error"]
     assert "must be an object" in body["line_errors"][1]["error"]
     assert "'yesterday' is not ISO 8601" in body["line_errors"][2]["error"]
-    assert LogLine.objects.count() == 0 and IngestBatch.objects.count() == 0
+    assert stored.count() == 0 and IngestBatch.objects.count() == 0
 
 
-def test_regex_mismatch_and_wrong_types(make_index_set, ingest):
+def test_regex_mismatch_and_wrong_types(make_index_set, ingest, stored):
     _, token = make_index_set("re", parse=r"regex:^(?P<level>[A-Z]+) ")
     r = ingest("re", token, ["INFO fine", "lowercase bad", 42, ""])
     assert r.status_code == 400
     errors = {e["line"]: e["error"] for e in r.json()["line_errors"]}
     assert errors == {2: "does not match the index set's regex",
                       3: "a line must be a string or an object, not int", 4: "empty line"}
-    assert LogLine.objects.count() == 0
+    assert stored.count() == 0
 
 
 @pytest.mark.parametrize("body, content_type, status, message", [
@@ -66,12 +66,12 @@ def test_regex_mismatch_and_wrong_types(make_index_set, ingest):
     ("[]", "application/json", 400, "batch is empty"),
     ("\n\n", "text/plain", 400, "batch is empty"),
 ])
-def test_malformed_bodies(make_index_set, client, body, content_type, status, message):
+def test_malformed_bodies(make_index_set, client, body, content_type, status, message, stored):
     _, token = make_index_set("app")
     r = client.post("/api/v1/index_sets/app/ingest", data=body, content_type=content_type,
                     HTTP_AUTHORIZATION=f"Bearer {token}")
     assert r.status_code == status and message in r.json()["error"]
-    assert LogLine.objects.count() == 0
+    assert stored.count() == 0
 
 
 def test_invalid_utf8(make_index_set, client):
@@ -81,12 +81,12 @@ def test_invalid_utf8(make_index_set, client):
     assert r.status_code == 400 and "not UTF-8" in r.json()["error"]
 
 
-def test_oversize_body_is_413(make_index_set, ingest, settings):
+def test_oversize_body_is_413(make_index_set, ingest, settings, stored):
     settings.BKLOG_INGEST_MAX_BYTES = 1000
     _, token = make_index_set("app")
     r = ingest("app", token, "x" * 600 + "\n" + "y" * 600 + "\n")
     assert r.status_code == 413 and "exceeds the ingest limit of 1000 bytes" in r.json()["error"]
-    assert LogLine.objects.count() == 0
+    assert stored.count() == 0
 
 
 def test_too_many_lines_is_413(make_index_set, ingest, settings):
@@ -96,7 +96,7 @@ def test_too_many_lines_is_413(make_index_set, ingest, settings):
     assert r.status_code == 413 and "the limit is 3" in r.json()["error"]
 
 
-def test_tokens(make_index_set, ingest, client, admin_token):
+def test_tokens(make_index_set, ingest, client, admin_token, stored):
     _, token = make_index_set("app")
     _, other = make_index_set("other")
     assert ingest("app", other, ["x"]).status_code == 403
@@ -105,7 +105,7 @@ def test_tokens(make_index_set, ingest, client, admin_token):
     assert r.status_code == 401 and "missing ingest token" in r.json()["error"]
     r = ingest("nope", token, ["x"])
     assert r.status_code == 404 and r.json()["error"] == "index set 'nope' does not exist"
-    assert LogLine.objects.count() == 0
+    assert stored.count() == 0
 
 
 def test_basic_auth_password_is_accepted_as_ingest_token(make_index_set, client):

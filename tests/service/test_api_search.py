@@ -104,41 +104,37 @@ def test_auth_and_unknown_index_set(loaded, search, client, reader_token):
     assert r.status_code == 404 and "'missing' does not exist" in r.json()["error"]
 
 
-def test_total_is_a_lower_bound_past_ten_thousand(make_index_set, admin_token, search, settings):
+def test_total_is_a_lower_bound_past_ten_thousand(make_index_set, admin_token, search, settings, stored):
     from bklog.logs import search as search_module
-    from bklog.logs.models import LogLine
 
     index_set, _ = make_index_set("big")
     search_module.TOTAL_EXACT_UP_TO, saved = 3, search_module.TOTAL_EXACT_UP_TO
     try:
         from django.utils import timezone
-        LogLine.objects.bulk_create([LogLine(index_set=index_set, timestamp=timezone.now(), message=f"m {i}")
-                                     for i in range(5)])
+        stored.add(index_set, [(timezone.now(), f"m {i}", {}) for i in range(5)])
         body = search("big", admin_token, q="m").json()
         assert body["total"] == 3 and body["total_relation"] == "gte"
     finally:
         search_module.TOTAL_EXACT_UP_TO = saved
 
 
-def test_common_term_pages_are_exact_when_time_and_ingest_order_differ(make_index_set, admin_token, search):
+def test_common_term_pages_are_exact_when_time_and_ingest_order_differ(make_index_set, admin_token, search, stored):
     """The SQLite plan for common terms walks the time index in windows and asks FTS5 per rowid
     range: with timestamps shuffled against ids it must still page newest first, exactly once."""
     import random
     from datetime import datetime, timedelta, timezone
 
     from bklog.logs import search as search_module
-    from bklog.logs.models import LogLine
 
     index_set, _ = make_index_set("shuffled")
     rng = random.Random(3)
     offsets = list(range(200))
     rng.shuffle(offsets)
     base = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    LogLine.objects.bulk_create([
-        LogLine(index_set=index_set, timestamp=base + timedelta(seconds=offsets[i] // 2),
-                message=f"item {i} {'even' if i % 2 == 0 else 'odd'}") for i in range(200)])
-    expected = [line.message for line in LogLine.objects.filter(index_set=index_set, message__contains="even")
-                .order_by("-timestamp", "-id")]
+    stored.add(index_set, [(base + timedelta(seconds=offsets[i] // 2), f"item {i} {'even' if i % 2 == 0 else 'odd'}", {})
+                           for i in range(200)])
+    # Newest first, ties by id: ids grow with i on every store.
+    expected = [f"item {i} even" for i in sorted(range(0, 200, 2), key=lambda i: (offsets[i] // 2, i), reverse=True)]
     saved = search_module.TOTAL_EXACT_UP_TO
     search_module.TOTAL_EXACT_UP_TO = 5  # force the common-term plan
     try:

@@ -9,7 +9,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from bklog.logs.models import ApiToken, IndexSet, LogLine, hash_token
+from bklog.logs.models import ApiToken, IndexSet, hash_token
+from stored_lines import StoredLines
 
 pytestmark = pytest.mark.django_db
 
@@ -58,8 +59,7 @@ def test_api_token_from_stdin_is_idempotent(client, monkeypatch):
 
 def _fill(index_set, n, start=None):
     start = start or timezone.now() - timedelta(hours=1)
-    LogLine.objects.bulk_create([LogLine(index_set=index_set, timestamp=start + timedelta(seconds=i),
-                                         message=f"line {i}", fields={"i": i}) for i in range(n)])
+    StoredLines().add(index_set, [(start + timedelta(seconds=i), f"line {i}", {"i": i}) for i in range(n)])
 
 
 def test_export_import_round_trip_and_resume(tmp_path, make_index_set):
@@ -79,7 +79,7 @@ def test_export_import_round_trip_and_resume(tmp_path, make_index_set):
 
     make_index_set("restored")
     call_command("import_logs", "restored", "--input", str(out), stderr=io.StringIO())
-    restored = LogLine.objects.filter(index_set__name="restored").order_by("timestamp")
+    restored = StoredLines().all(IndexSet.objects.get(name="restored"))
     assert [(l.message, l.fields) for l in restored] == [(f"line {i}", {"i": i}) for i in range(25)]
 
 
@@ -111,7 +111,7 @@ def test_retention_deletes_only_old_lines_and_keeps_the_index_in_step(make_index
     _fill(index_set, 3, start=timezone.now() - timedelta(days=5))
     _fill(index_set, 2)
     assert apply_retention() == {"app": 3}
-    assert LogLine.objects.count() == 2
+    assert StoredLines().count() == 2
     assert search("app", admin_token, q="line").json()["total"] == 2
 
 

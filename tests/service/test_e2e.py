@@ -78,6 +78,10 @@ class Stack:
                    PYTHONUNBUFFERED="1")
         if redis_url:
             env["REDIS_URL"] = redis_url
+        if os.environ.get("BKLOG_SEARCH_BACKEND") == "opensearch":
+            # The same OpenSearch as the other tests, under this stack's own index prefix.
+            env.update(BKLOG_SEARCH_BACKEND="opensearch", BKLOG_OPENSEARCH_URL=os.environ["BKLOG_OPENSEARCH_URL"],
+                       BKLOG_OPENSEARCH_INDEX_PREFIX="e2e" + uuid.uuid4().hex[:12])
         env.update(extra_env)
         self.env = env
         self.procs: dict[str, subprocess.Popen] = {}
@@ -234,8 +238,9 @@ def test_broker_down_means_503_and_nothing_stored(stack_factory):
     assert status == 503 and "nothing was stored" in json.loads(body)["error"]
     status, body = stack.get("/readyz")
     assert status == 503 and json.loads(body)["failed"] == ["broker"]
-    count = stack.bklog("shell", "-c", "from bklog.logs.models import IngestBatch, LogLine; "
-                                       "print(IngestBatch.objects.count() + LogLine.objects.count())")
+    count = stack.bklog("shell", "-c", "from bklog.logs.models import IndexSet, IngestBatch; "
+                                       "from bklog.logs.store import line_store; "
+                                       "print(IngestBatch.objects.count() + sum(line_store().count(s) for s in IndexSet.objects.all()))")
     assert count.splitlines()[-1] == "0"
 
 

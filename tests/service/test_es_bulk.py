@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from bklog.logs.models import LogLine
+from stored_lines import StoredLines
 
 
 def ndjson(*docs) -> str:
@@ -50,7 +50,7 @@ def test_a_valid_batch_is_created_and_searchable(client, app):
     first, second = answer["items"][0]["index"], answer["items"][1]["create"]
     assert first["status"] == 201 and first["result"] == "created" and first["_index"] == "app" and first["_id"]
     assert second["_id"] == "x1" and second["status"] == 201
-    lines = LogLine.objects.filter(index_set=index_set).order_by("message")
+    lines = sorted(StoredLines().all(index_set), key=lambda line: line.message)
     assert [(l.message, l.fields) for l in lines] == [("disk full", {"host": "vm1"}), ("disk ok", {})]
 
 
@@ -58,7 +58,7 @@ def test_the_index_in_the_url_and_basic_auth(client, app):
     _, token = app
     r = bulk(client, ndjson({"index": {}}, {"msg": "from the url"}), token, path="/app/_bulk", basic=True)
     assert r.json()["errors"] is False
-    assert LogLine.objects.filter(message="from the url").count() == 1
+    assert len(StoredLines().matching(message="from the url")) == 1
 
 
 def test_a_mixed_batch_reports_each_item_and_stores_only_the_good(client, app, make_index_set):
@@ -77,7 +77,7 @@ def test_a_mixed_batch_reports_each_item_and_stores_only_the_good(client, app, m
     kinds = [next(iter(item.values())).get("error", {}).get("type") for item in answer["items"]]
     assert kinds == [None, "illegal_argument_exception", "index_not_found_exception", "security_exception",
                      "mapper_parsing_exception", None, "mapper_parsing_exception"]
-    assert sorted(LogLine.objects.values_list("message", flat=True)) == ["good one", "good three"]
+    assert sorted(line.message for line in StoredLines().all()) == ["good one", "good three"]
 
 
 @pytest.mark.parametrize("body, status, kind", [
@@ -91,7 +91,7 @@ def test_a_malformed_request_is_refused_whole(client, app, body, status, kind):
     _, token = app
     r = bulk(client, body, token)
     assert r.status_code == status and r.json()["error"]["type"] == kind and r.json()["status"] == status
-    assert LogLine.objects.count() == 0
+    assert StoredLines().count() == 0
 
 
 def test_no_credentials(client, app):
@@ -114,7 +114,7 @@ def test_the_items_limit(client, app, settings):
     settings.BKLOG_INGEST_MAX_LINES = 2
     r = bulk(client, ndjson(*[d for i in range(3) for d in ({"index": {"_index": "app"}}, {"message": str(i)})]), token)
     assert r.status_code == 413
-    assert LogLine.objects.count() == 0
+    assert StoredLines().count() == 0
 
 
 def test_the_body_limit_refuses_whole(client, app, settings):
@@ -123,4 +123,4 @@ def test_the_body_limit_refuses_whole(client, app, settings):
     r = bulk(client, ndjson(*[d for i in range(5) for d in ({"index": {"_index": "app"}}, {"message": "x" * 30})]), token)
     assert r.status_code == 413 and r.json()["error"]["type"] == "illegal_argument_exception"
     assert "200 bytes" in r.json()["error"]["reason"]
-    assert LogLine.objects.count() == 0
+    assert StoredLines().count() == 0

@@ -27,7 +27,20 @@ def test_readyz_names_an_unreachable_broker(client, settings):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_readyz_names_a_broken_index(client):
+def test_readyz_names_a_broken_index(client, settings):
+    if settings.BKLOG_SEARCH_BACKEND == "opensearch":  # the cluster unreachable
+        from bklog.logs.store import _store
+
+        settings.BKLOG_OPENSEARCH_URL, saved = ["http://127.0.0.1:1"], settings.BKLOG_OPENSEARCH_URL
+        _store.cache_clear()
+        try:
+            r = client.get("/readyz")
+            assert r.status_code == 503 and r.json()["failed"] == ["index"], r.json()
+            assert "ConnectionError" in r.json()["checks"]["index"]
+        finally:
+            settings.BKLOG_OPENSEARCH_URL = saved
+            _store.cache_clear()
+        return
     if connection.vendor == "sqlite":
         drop, restore = "DROP TRIGGER logs_logline_fts_ai", (
             "CREATE TRIGGER logs_logline_fts_ai AFTER INSERT ON logs_logline BEGIN "

@@ -5,8 +5,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
-from bklog.logs.models import IndexSet, LogLine
+from bklog.logs.models import IndexSet
 from bklog.logs.parsing import LineError, parse_timestamp
+from bklog.logs.store import line_store
 
 
 class Command(BaseCommand):
@@ -15,9 +16,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("index_set")
         parser.add_argument("--input", "-i", default="-", help="file path, or - for stdin")
-        parser.add_argument("--chunk", type=int, default=2000)
+        parser.add_argument("--chunk", type=int, default=2000, help="lines per commit (1-10000)")
 
     def handle(self, index_set, input, chunk, **options):
+        if not 1 <= chunk <= 10000:
+            raise CommandError(f"--chunk {chunk} must be 1-10000")
         target = IndexSet.objects.filter(name=index_set).first()
         if target is None:
             raise CommandError(f"index set {index_set!r} does not exist")
@@ -30,22 +33,24 @@ class Command(BaseCommand):
                     continue
                 try:
                     record = json.loads(raw)
-                    pending.append(LogLine(index_set=target, timestamp=parse_timestamp(record["timestamp"], now),
-                                           message=str(record["message"]), fields=record.get("fields") or {}))
+                    fields = record.get("fields") or {}
+                    if not isinstance(fields, dict):
+                        raise TypeError("fields is not an object")
+                    pending.append((parse_timestamp(record["timestamp"], now), str(record["message"]), fields))
                 except (ValueError, KeyError, TypeError, LineError) as exc:
                     raise CommandError(f"{input}:{number}: not an export record ({exc}); "
                                        f"{total} lines before it were imported") from None
                 if len(pending) >= chunk:
-                    total += self._flush(pending)
-        total += self._flush(pending)
+                    total += self._flush(target, pending)
+        total += self._flush(target, pending)
         self.stderr.write(f"imported {total} lines into {index_set}")
 
     @staticmethod
-    def _flush(pending: list) -> int:
+    def _flush(target: IndexSet, pending: list) -> int:
         if not pending:
             return 0
         with transaction.atomic():
-            LogLine.objects.bulk_create(pending, batch_size=500)
+            line_store().insert(target, pending)
         count = len(pending)
         pending.clear()
         return count

@@ -1,0 +1,136 @@
+"""The line store's guarantees, on whichever backend runs the suite (BKLOG_SEARCH_BACKEND), and
+what only the OpenSearch store has: daily indices from the template, deleted with the index set."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from django.conf import settings
+from django.utils import timezone as djtz
+
+from bklog.logs import ingest
+from bklog.logs.models import IngestBatch
+
+pytestmark = pytest.mark.django_db
+opensearch_only = pytest.mark.skipif(settings.BKLOG_SEARCH_BACKEND != "opensearch",
+                                     reason="the OpenSearch store's layout (BKLOG_SEARCH_BACKEND=opensearch)")
+
+
+def _queued_batch(index_set, lines):
+    """A batch accepted in async mode (its task not run): what a pipeline worker picks up."""
+    from bklog.logs.store import line_store
+
+    parsed = ingest.parse_batch(index_set, lines, djtz.now())
+    return IngestBatch.objects.create(index_set=index_set, received_at=djtz.now(), lines=lines, line_count=len(parsed),
+                                      first_line_id=line_store().reserve_ids(len(parsed)))
+
+
+def test_a_batch_indexed_again_adds_no_line(make_index_set, stored):
+    """A worker that wrote a batch and died before marking it indexed: the redelivered task writes
+    it again. The database store redoes it in one transaction (the first never committed); the
+    OpenSearch store writes the same ids, so the same documents."""
+    from bklog.logs.store import line_store
+
+    index_set, _ = make_index_set("app")
+    batch = _queued_batch(index_set, ["one", "two", "three"])
+    parsed = ingest.parse_batch(index_set, batch.lines, batch.received_at)
+    if line_store().name == "opensearch":
+        line_store().insert(index_set, parsed, batch=batch, first_id=batch.first_line_id)  # the first, lost attempt
+    assert ingest.index_pending_batch(str(batch.id)) == "indexed"
+    assert ingest.index_pending_batch(str(batch.id)) == "already-indexed"
+    assert sorted(line.message for line in stored.all()) == ["one", "three", "two"]
+
+
+def test_a_bulk_that_fails_midway_leaves_nothing_searchable(make_index_set, stored, monkeypatch):
+    """The store raises after part of a batch was written (OpenSearch: the connection dropped after
+    the cluster took the request): nothing of it is left, and the task's retry stores it whole."""
+    from bklog.logs.store import line_store
+
+    index_set, _ = make_index_set("app")
+    batch = _queued_batch(index_set, ["alpha", "beta"])
+    store = line_store()
+    real_insert = type(store).insert
+    if store.name == "opensearch":
+        from opensearchpy import helpers
+        from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
+
+        real_bulk, calls = helpers.bulk, []
+
+        def bulk_then_drop(*args, **kwargs):
+            calls.append(1)
+            result = real_bulk(*args, **kwargs)  # written on the cluster ...
+            if len(calls) == 1:  # ... but the answer to the batch's bulk is lost (not the clean-up's)
+                raise OpenSearchConnectionError("N/A", "connection reset (test)", None)
+            return result
+
+        monkeypatch.setattr("bklog.logs.opensearch_store.helpers.bulk", bulk_then_drop)
+    else:
+        def insert_then_fail(self, *args, **kwargs):
+            real_insert(self, *args, **kwargs)
+            raise RuntimeError("the worker died (test)")
+
+        monkeypatch.setattr(type(store), "insert", insert_then_fail)
+    with pytest.raises(Exception, match="test"):
+        ingest.index_pending_batch(str(batch.id))
+    assert stored.count() == 0
+    IngestBatch.objects.get(pk=batch.id, status=IngestBatch.PENDING)
+    monkeypatch.undo()
+    assert ingest.index_pending_batch(str(batch.id)) == "indexed"
+    assert sorted(line.message for line in stored.all()) == ["alpha", "beta"]
+
+
+def test_retention_on_the_cut_off_day_deletes_by_the_minute(make_index_set, stored):
+    """Older days go whole (an index each, with OpenSearch); the cut-off's own day only up to it."""
+    from bklog.logs.tasks import apply_retention
+
+    index_set, _ = make_index_set("app", retention_days=3)
+    cutoff = djtz.now() - timedelta(days=3)
+    stored.add(index_set, [(cutoff - timedelta(days=1), "a day before", {}),
+                           (cutoff - timedelta(seconds=60), "a minute before", {}),
+                           (cutoff + timedelta(seconds=120), "two minutes after", {}),
+                           (djtz.now(), "now", {})])
+    assert apply_retention() == {"app": 2}
+    assert sorted(line.message for line in stored.all()) == ["now", "two minutes after"]
+
+
+def test_microsecond_timestamps_sort_and_filter_exactly(make_index_set, stored, search, reader_token):
+    index_set, _ = make_index_set("app")
+    base = datetime(2026, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
+    stored.add(index_set, [(base + timedelta(microseconds=us), f"tick {us}", {}) for us in (1, 3, 2, 999, 1000)])
+    body = search("app", reader_token, q="tick", start=(base + timedelta(microseconds=2)).isoformat(),
+                  end=(base + timedelta(microseconds=1000)).isoformat()).json()
+    assert [hit["message"] for hit in body["hits"]] == ["tick 999", "tick 3", "tick 2"]
+    assert body["hits"][0]["timestamp"] == "2026-05-01T12:00:00.000999Z"
+
+
+@opensearch_only
+def test_one_index_per_index_set_and_day_from_the_template(make_index_set, stored):
+    from bklog.logs.store import line_store
+
+    store = line_store()
+    index_set, _ = make_index_set("web")
+    stored.add(index_set, [(datetime(2026, 1, 1, 23, 59, tzinfo=timezone.utc), "late", {"status": 200}),
+                           (datetime(2026, 1, 2, 0, 1, tzinfo=timezone.utc), "early", {"status": "ok"})])
+    indices = store.client.indices.get(index=store.pattern("web"))
+    assert sorted(indices) == [f"{store.prefix}-web.2026.01.01", f"{store.prefix}-web.2026.01.02"]
+    index = indices[f"{store.prefix}-web.2026.01.01"]
+    assert index["mappings"]["dynamic"] == "strict"
+    assert index["settings"]["index"]["number_of_shards"] == str(settings.BKLOG_OPENSEARCH_SHARDS)
+    # The same field as a number in one line and a word in the next: no mapping conflict.
+    assert sorted((line.fields["status"] for line in stored.all(index_set)), key=str) == [200, "ok"]
+
+
+@opensearch_only
+def test_deleting_an_index_set_deletes_its_indices_only(make_index_set, stored):
+    from bklog.logs.store import line_store
+
+    store = line_store()
+    app, _ = make_index_set("app")
+    app2, _ = make_index_set("app-2")
+    now = djtz.now()
+    stored.add(app, [(now, "mine", {})])
+    stored.add(app2, [(now, "theirs", {})])
+    app.delete()
+    assert store.client.indices.get(index=f"{store.prefix}-*").keys() == {store.index_name("app-2", now)}
+    assert [line.message for line in stored.all(app2)] == ["theirs"]
