@@ -100,7 +100,11 @@ def inventory(p: Plan, env: str) -> dict[str, str]:
         + "    bklog_postgresql:\n    bklog_redis:\n"
         + "    bklog_monitoring:\n      hosts:\n" + hosts([f"{env}-infra-01.example.internal"], 8)
         + "    # Hosts whose logs rsyslog ships into BK LOG (playbooks/log_agent.yml): add the fleet's.\n"
-        + "    bklog_log_agent:\n")}
+        + "    bklog_log_agent:\n"
+        + ("    # The log index on OpenSearch (roles/opensearch; BKLOG_SEARCH_BACKEND=opensearch): the\n"
+           "    # guide's sharded tier. Metadata stays in the database.\n    bklog_opensearch:\n      hosts:\n"
+           + hosts([f"{env}-bklog-search-{i:02d}.example.internal" for i in (1, 2, 3)], 8)
+           if p.database == "sharded cluster" else "    bklog_opensearch:\n"))}
     for queue, names in workers.items():
         beat = f"\ncelery_workers_beat_host: {names[0]}" if queue == "default" else ""
         files[f"group_vars/bklog_workers_{queue}/main.yml"] = (

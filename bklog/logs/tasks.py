@@ -15,10 +15,19 @@ from bklog.logs.store import line_store
 log = logging.getLogger(__name__)
 
 
-@app.task(bind=True, acks_late=True, max_retries=10)
+@app.task(bind=True, acks_late=True, max_retries=15)
 def index_batch(self, batch_id: str) -> str:
-    """Idempotent: a redelivered batch is found already indexed and skipped."""
-    outcome = ingest.index_pending_batch(batch_id)
+    """Idempotent: a redelivered batch is found already indexed and skipped. While the store is
+    unreachable (OpenSearch or the database restarting) it is retried with backoff, up to about
+    ten minutes; after that the batch stays pending and requeue_pending_batches sends it again."""
+    try:
+        outcome = ingest.index_pending_batch(batch_id)
+    except ingest.BatchRejected:
+        raise  # its lines no longer parse: retrying cannot help (the batch stays pending, logged)
+    except Exception as exc:
+        log.warning("batch %s not indexed (attempt %d): %s: %s", batch_id, self.request.retries + 1,
+                    exc.__class__.__name__, exc)
+        raise self.retry(exc=exc, countdown=min(2 ** self.request.retries, 60)) from None
     if outcome == "missing" and self.request.retries < 5:
         # The request queues inside its transaction; it may not have committed yet.
         raise self.retry(countdown=1)

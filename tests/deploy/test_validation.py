@@ -25,7 +25,8 @@ GOOD = {
 }
 
 
-def run_site(tmp_path: Path, playbook: str = "site.yml", infra: dict | None = None, **overrides) -> subprocess.CompletedProcess:
+def run_site(tmp_path: Path, playbook: str = "site.yml", infra: dict | None = None, search_nodes: dict | None = None,
+             **overrides) -> subprocess.CompletedProcess:
     host_vars = {**GOOD, **overrides}
     inventory = {"all": {"children": {"bklog": {"children": {
         "bklog_api": {"hosts": {"vm1": host_vars}},
@@ -36,6 +37,10 @@ def run_site(tmp_path: Path, playbook: str = "site.yml", infra: dict | None = No
         for group in ("bklog_consul_servers", "bklog_postgresql", "bklog_redis", "bklog_lb", "bklog_monitoring",
                       "bklog_log_agent"):
             inventory["all"]["children"][group] = {"hosts": {"infra1": infra_vars}}
+    if search_nodes is not None:  # {name: host vars} in bklog_opensearch
+        inventory["all"]["children"]["bklog_opensearch"] = {"hosts": {
+            name: {"ansible_host": f"192.0.2.{20 + i}", "ansible_connection": "ssh", **hv}
+            for i, (name, hv) in enumerate(search_nodes.items())}}
     path = tmp_path / "hosts.yml"
     path.write_text(yaml.safe_dump(inventory))
     env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
@@ -103,3 +108,22 @@ def test_secrets_never_reach_the_output(tmp_path):
     result = run_site(tmp_path, bklog_app_secret_key="CHANGE-ME-" + "s3cr3t" * 8, bklog_app_redis_url="")
     assert result.returncode != 0
     assert "s3cr3t" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("playbook, nodes, overrides, message", [
+    ("site.yml", {"os1": {}, "os2": {}}, {}, "opensearch_nodes has 2 hosts: use 1, or 3 or more"),
+    ("site.yml", {"os1": {"opensearch_version": "3.1.0"}}, {}, "opensearch_version '3.1.0' must be a 2.x release"),
+    ("site.yml", {"os1": {"opensearch_heap_mb": 100}}, {}, "opensearch_heap_mb=100 must be 0 (half the memory) or 512-31744"),
+    ("site.yml", {n: {"opensearch_limit_nofile": 1024} for n in ("os1", "os2", "os3")}, {},
+     "opensearch_limit_nofile must be 65535 or more"),
+    ("site.yml", None, {"bklog_app_search_backend": "elastic"}, "value of bklog_app_search_backend must be one of: database, opensearch, got: elastic"),
+    ("site.yml", None, {"bklog_app_search_backend": "opensearch"}, "opensearch needs bklog_app_opensearch_urls"),
+    ("backup.yml", {"os1": {}}, {}, "backup.yml backs up the database only and would miss the lines"),
+    ("restore.yml", {"os1": {}}, {}, "restore.yml restores the database only and would miss the lines"),
+])
+def test_bad_opensearch_inputs_fail_before_any_host_is_touched(tmp_path, playbook, nodes, overrides, message):
+    result = run_site(tmp_path, playbook, search_nodes=nodes, **overrides)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert message in " ".join(output.split()), output[-3000:]
+    assert "UNREACHABLE" not in output and "Gathering Facts" not in output

@@ -1,0 +1,208 @@
+"""The three log backends side by side, in one run: SQLite (FTS5, the embedded default),
+PostgreSQL (GIN) and OpenSearch 2.19 (daily indices), each holding the same --lines lines.
+
+For each backend: the index is filled with --lines generated lines over seven days through the
+line store (bklog/logs/store.py, the path the pipeline workers take; 10,000-line transactions);
+then, through gunicorn (2 workers, inline pipeline), `_bulk` ingest in 1,000-line batches from 4
+clients on top of the full index, and searches of six kinds (rare words, a common word, a phrase,
+a field filter, a time range, an exclusion), each kind --searches times with varied words.
+
+    uv run python bench/backend_bench.py [--lines 10000000] [--searches 40] [--backends sqlite postgres opensearch] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "service"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+FILL = r'''
+import random, sys, time
+from datetime import datetime, timedelta, timezone
+from django.db import transaction
+from bklog.logs.models import IndexSet
+from bklog.logs.store import line_store
+
+total, chunk = int(sys.argv[1]), 10000
+WORDS = [f"w{i:04d}" for i in range(5000)]
+SERVICES = ["api", "auth", "billing", "search", "export", "gateway", "payments", "users"]
+LEVELS = ["INFO"] * 7 + ["WARN"] * 2 + ["ERROR"]
+store, index_set = line_store(), IndexSet.objects.get(name="bench")
+if store.name == "opensearch":
+    store.refresh = "false"  # a fill, not a pipeline batch: searchable after the refresh below
+rng, start, span = random.Random(7), datetime(2026, 1, 1, tzinfo=timezone.utc), 7 * 86400
+began = time.perf_counter()
+for base in range(0, total, chunk):
+    rows = []
+    for i in range(base, min(base + chunk, total)):
+        service, level = rng.choice(SERVICES), rng.choice(LEVELS)
+        rows.append((start + timedelta(seconds=span * i / total),
+                     f"{level} {service} request {i} {rng.choice(WORDS)} {rng.choice(WORDS)} {rng.choice(WORDS)} "
+                     f"took {rng.randint(1, 900)}ms user={rng.randint(1, 50000)}",
+                     {"service": service, "level": level}))
+    with transaction.atomic():
+        store.insert(index_set, rows)
+if store.name == "opensearch":
+    store.client.indices.refresh(index=store.pattern("bench"))
+print("FILL", time.perf_counter() - began)
+'''
+
+
+def bulk_body(batch: int, lines: int = 1000) -> bytes:
+    out = []
+    for i in range(lines):
+        out.append('{"index":{}}')
+        out.append(json.dumps({"message": f"INFO api request bulk{batch}-{i} took {i % 900}ms payment accepted",
+                               "@timestamp": f"2026-01-08T00:{(i // 60) % 60:02d}:{i % 60:02d}Z", "service": "api"}))
+    return ("\n".join(out) + "\n").encode()
+
+
+def queries(rng: random.Random) -> dict[str, dict]:
+    word = lambda: f"w{rng.randrange(5000):04d}"  # noqa: E731
+    day = rng.randrange(1, 8)
+    return {
+        "rare words": {"q": f"{word()} {word()}"},
+        "common word": {"q": "INFO"},
+        "phrase": {"q": f'"{rng.choice(["api", "auth", "billing", "payments"])} request"'},
+        "field filter": {"q": word(), "field.service": rng.choice(["api", "billing", "users"])},
+        "time range": {"q": "ERROR", "start": f"2026-01-0{day}T10:00:00Z", "end": f"2026-01-0{day}T11:00:00Z"},
+        "exclusion": {"q": f"ERROR -{rng.choice(['api', 'auth', 'billing'])} {word()}"},
+    }
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, int(round(len(ordered) * 0.95)) - 1)]
+
+
+def run(backend: str, lines: int, searches: int, bulk_batches: int) -> dict:
+    import opensearch
+    from servers import start_postgres, stop
+    from test_e2e import Stack
+
+    work = Path(tempfile.mkdtemp(prefix=f"bklog-backend-bench-{backend}-"))
+    work.chmod(0o755)
+    extra = {}
+    try:
+        if backend == "postgres":
+            extra["DATABASE_URL"] = start_postgres(work / "pg")
+        if backend == "opensearch":
+            os.environ.setdefault("BKLOG_OPENSEARCH_HEAP", "2g")
+            (work / "os").mkdir()
+            extra.update(BKLOG_SEARCH_BACKEND="opensearch", BKLOG_OPENSEARCH_URL=opensearch.start(work / "os", _free_port()),
+                         BKLOG_OPENSEARCH_REFRESH="wait_for")
+        stack = Stack(work / "stack", None, **extra)
+        token = stack.bklog("create_index_set", "bench", "--parse", "json")
+        api = stack.bklog("create_api_token", "bench", "--role", "reader")
+        fill = subprocess.run([str(Path(sys.executable).parent / "bklog"), "shell", "-c", FILL.replace("sys.argv[1]", str(lines))],
+                              env=stack.env, capture_output=True, text=True, timeout=6 * 3600)
+        assert fill.returncode == 0, fill.stderr[-3000:]
+        fill_s = float(next(l for l in fill.stdout.splitlines() if l.startswith("FILL ")).split()[1])
+        stack.start_gunicorn()
+        stack.wait_for(lambda: stack.get("/readyz")[0] == 200, "readyz")
+
+        # _bulk on top of the full index
+        latencies, lock, todo = [], threading.Lock(), iter(range(bulk_batches))
+        payloads = [bulk_body(b) for b in range(bulk_batches)]
+
+        def client():
+            while (b := next(todo, None)) is not None:
+                req = urllib.request.Request(f"{stack.url}/bench/_bulk", data=payloads[b], method="POST",
+                                             headers={"Content-Type": "application/x-ndjson", "Authorization": f"Bearer {token}"})
+                began = time.perf_counter()
+                with urllib.request.urlopen(req, timeout=300) as resp:
+                    assert not json.loads(resp.read())["errors"]
+                with lock:
+                    latencies.append(time.perf_counter() - began)
+
+        began = time.perf_counter()
+        threads = [threading.Thread(target=client) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        bulk_wall = time.perf_counter() - began
+
+        # searches
+        rng, timings = random.Random(11), {}
+        for _ in range(searches):
+            for kind, params in queries(rng).items():
+                url = f"{stack.url}/api/v1/index_sets/bench/search?" + urllib.parse.urlencode({**params, "size": 50})
+                began = time.perf_counter()
+                status, body = stack.get(url[len(stack.url):], api)
+                assert status == 200, body[:300]
+                timings.setdefault(kind, []).append((time.perf_counter() - began) * 1000)
+        status, body = stack.get("/api/v1/index_sets/bench", api)
+        stored = json.loads(body)["lines"]
+        stack.close()
+        return {"fill_s": fill_s, "fill_lines_per_s": lines / fill_s,
+                "bulk_lines_per_s": bulk_batches * 1000 / bulk_wall, "bulk_p95_ms": p95(latencies) * 1000,
+                "search": {k: (statistics.median(v), p95(v)) for k, v in timings.items()},
+                "all_p95_ms": p95([t for v in timings.values() for t in v]), "stored": stored}
+    finally:
+        stop(work / "pg")
+        opensearch.stop(work / "os")
+
+
+def _free_port() -> int:
+    from servers import free_port
+
+    return free_port()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--lines", type=int, default=10_000_000)
+    parser.add_argument("--searches", type=int, default=40, help="searches of each kind per backend")
+    parser.add_argument("--bulk-batches", type=int, default=100)
+    parser.add_argument("--backends", nargs="+", default=["sqlite", "postgres", "opensearch"])
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+    results = {}
+    for backend in args.backends:
+        results[backend] = run(backend, args.lines, args.searches, args.bulk_batches)
+        print(backend, json.dumps(results[backend]), flush=True)
+    kinds = list(next(iter(results.values()))["search"])
+    out = [
+        f"## Backends at {args.lines:,} lines: SQLite, PostgreSQL, OpenSearch — {datetime.now().strftime('%Y-%m-%d %H:%M')}",
+        "",
+        f"Machine: {os.cpu_count()} cores, shared; one run (bench/backend_bench.py). Each backend filled with the same "
+        f"{args.lines:,} generated lines over 7 days through the line store (10,000-line transactions; OpenSearch "
+        f"{os.environ.get('BKLOG_OPENSEARCH_HEAP', '2g')} heap, one node, one shard per daily index), then through gunicorn "
+        f"(2 workers, inline pipeline): {args.bulk_batches} `_bulk` batches of 1,000 lines from 4 clients on the full "
+        f"index, and {args.searches} searches of each kind (size 50, varied words).",
+        "",
+        "| backend | fill lines/s | `_bulk` lines/s | `_bulk` batch p95 ms | search p95 ms (all kinds) | lines stored |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for backend, r in results.items():
+        out.append(f"| {backend} | {r['fill_lines_per_s']:,.0f} | {r['bulk_lines_per_s']:,.0f} | {r['bulk_p95_ms']:.0f} | "
+                   f"{r['all_p95_ms']:.0f} | {r['stored']:,} |")
+    out += ["", "Search median / p95 ms by kind:", "",
+            "| kind | " + " | ".join(results) + " |", "| --- | " + " | ".join("---:" for _ in results) + " |"]
+    for kind in kinds:
+        out.append(f"| {kind} | " + " | ".join(f"{r['search'][kind][0]:.0f} / {r['search'][kind][1]:.0f}" for r in results.values()) + " |")
+    out.append("")
+    from results import publish
+
+    publish("\n".join(out), args.write)
+
+
+if __name__ == "__main__":
+    main()
