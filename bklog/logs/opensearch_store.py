@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Iterator
 
 from django.conf import settings
@@ -113,7 +113,14 @@ class OpenSearchStore:
     # --- names and the template -----------------------------------------------------------
 
     def index_name(self, index_set: str, ts: datetime) -> str:
-        return f"{self.prefix}-{index_set}.{ts:%Y.%m.%d}"
+        return f"{self.prefix}-{index_set}.{ts.year:04d}.{ts.month:02d}.{ts.day:02d}"
+
+    def write_index(self, index_set, ts: datetime, now: datetime) -> str:
+        """The daily index a line goes to. A line already past its index set's retention goes to
+        the oldest day still kept (retention removes it from there, by its timestamp, as the
+        databases do), so replaying a year of old logs makes one index, not 365."""
+        oldest = now - timedelta(days=index_set.retention_days + 1)
+        return self.index_name(index_set.name, max(ts, oldest))
 
     def pattern(self, index_set: str) -> str:
         # Index set names have no '.', so "app.*" never matches index set "app-2"'s indices.
@@ -166,11 +173,11 @@ class OpenSearchStore:
         if first_id is None:
             first_id = self.reserve_ids(len(parsed))
         self.ensure_template()
-        actions = []
+        actions, now = [], datetime.now(timezone.utc)
         for offset, (ts, message, fields) in enumerate(parsed):
             line_id = first_id + offset
             actions.append({
-                "_op_type": "index", "_index": self.index_name(index_set.name, ts), "_id": str(line_id),
+                "_op_type": "index", "_index": self.write_index(index_set, ts, now), "_id": str(line_id),
                 "_source": {"line_id": line_id, "ts_us": to_us(ts), "@timestamp": ts.isoformat(),
                             "message": message, "fields": fields, "field_kv": field_terms(fields),
                             "batch": str(batch.id) if batch else ""},

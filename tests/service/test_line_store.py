@@ -110,11 +110,12 @@ def test_one_index_per_index_set_and_day_from_the_template(make_index_set, store
 
     store = line_store()
     index_set, _ = make_index_set("web")
-    stored.add(index_set, [(datetime(2026, 1, 1, 23, 59, tzinfo=timezone.utc), "late", {"status": 200}),
-                           (datetime(2026, 1, 2, 0, 1, tzinfo=timezone.utc), "early", {"status": "ok"})])
+    today = djtz.now().replace(hour=0, minute=1, second=0, microsecond=0)
+    yesterday = today - timedelta(minutes=2)  # 23:59 the day before
+    stored.add(index_set, [(yesterday, "late", {"status": 200}), (today, "early", {"status": "ok"})])
     indices = store.client.indices.get(index=store.pattern("web"))
-    assert sorted(indices) == [f"{store.prefix}-web.2026.01.01", f"{store.prefix}-web.2026.01.02"]
-    index = indices[f"{store.prefix}-web.2026.01.01"]
+    assert sorted(indices) == [f"{store.prefix}-web.{yesterday:%Y.%m.%d}", f"{store.prefix}-web.{today:%Y.%m.%d}"]
+    index = indices[f"{store.prefix}-web.{yesterday:%Y.%m.%d}"]
     assert index["mappings"]["dynamic"] == "strict"
     assert index["settings"]["index"]["number_of_shards"] == str(settings.BKLOG_OPENSEARCH_SHARDS)
     # The same field as a number in one line and a word in the next: no mapping conflict.
@@ -134,3 +135,18 @@ def test_deleting_an_index_set_deletes_its_indices_only(make_index_set, stored):
     app.delete()
     assert store.client.indices.get(index=f"{store.prefix}-*").keys() == {store.index_name("app-2", now)}
     assert [line.message for line in stored.all(app2)] == ["theirs"]
+
+
+@opensearch_only
+def test_lines_past_retention_go_to_the_oldest_kept_day_and_retention_removes_them(make_index_set, stored):
+    from bklog.logs.store import line_store
+    from bklog.logs.tasks import apply_retention
+
+    store = line_store()
+    index_set, _ = make_index_set("replay", retention_days=7)
+    now = djtz.now()
+    stored.add(index_set, [(now - timedelta(days=400 + i), f"old {i}", {}) for i in range(30)] + [(now, "new", {})])
+    oldest_kept = store.index_name("replay", now - timedelta(days=8))
+    assert sorted(store.client.indices.get(index=store.pattern("replay"))) == sorted({oldest_kept, store.index_name("replay", now)})
+    assert apply_retention()["replay"] == 30
+    assert [line.message for line in stored.all(index_set)] == ["new"]
