@@ -119,6 +119,7 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"}},
     "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["stdout"], "level": CONFIG["BKLOG_LOG_LEVEL"]},
-    # opensearch-py logs every request at INFO: one line per bulk, shipped back by a log agent.
-    "loggers": {"django.db.backends": {"level": "INFO"}, "opensearch": {"level": "WARNING"}},
+    # opensearch-py logs every request at INFO (one line per bulk, shipped back by a log agent) and
+    # each failed attempt with its traceback at WARNING; BK LOG says what failed itself.
+    "loggers": {"django.db.backends": {"level": "INFO"}, "opensearch": {"level": "ERROR"}},
 }

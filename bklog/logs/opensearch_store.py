@@ -22,17 +22,19 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Iterator
 
 from django.conf import settings
 from django.db import transaction
 from opensearchpy import OpenSearch, helpers
-from opensearchpy.exceptions import NotFoundError
+from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
+from opensearchpy.exceptions import NotFoundError, TransportError
 
 from bklog.logs import query as querylang
 from bklog.logs.models import LineIdBlock
-from bklog.logs.store import Line, from_us, to_us
+from bklog.logs.store import Line, StoreUnavailable, from_us, to_us
 
 log = logging.getLogger(__name__)
 PAGE = 1000
@@ -219,12 +221,26 @@ class OpenSearchStore:
             filters.append(to_query(tree))
         return filters
 
+    def _read(self, call, empty):
+        """A read, retried briefly while shards are unavailable (an index just created by a
+        concurrent bulk, a node restarting): then StoreUnavailable, which the API answers 503."""
+        for attempt in range(4):
+            try:
+                return call()
+            except NotFoundError:
+                return empty
+            except (OpenSearchConnectionError, TransportError) as exc:
+                status = getattr(exc, "status_code", None)
+                if not isinstance(exc, OpenSearchConnectionError) and status not in (429, 503):
+                    raise
+                if attempt == 3:
+                    raise StoreUnavailable(f"OpenSearch is unavailable ({status or exc.__class__.__name__}: {exc.error})") from None
+                time.sleep(0.5 * (attempt + 1))
+
     def _search(self, index_set: str, body: dict) -> dict:
-        try:
-            return self.client.search(index=self.pattern(index_set), body=body,
-                                      params={"ignore_unavailable": "true", "allow_no_indices": "true"})
-        except NotFoundError:
-            return {"hits": {"total": {"value": 0, "relation": "eq"}, "hits": []}}
+        return self._read(lambda: self.client.search(index=self.pattern(index_set), body=body,
+                                                     params={"ignore_unavailable": "true", "allow_no_indices": "true"}),
+                          {"hits": {"total": {"value": 0, "relation": "eq"}, "hits": []}})
 
     @staticmethod
     def _line(hit: dict) -> Line:
@@ -233,11 +249,9 @@ class OpenSearchStore:
                     fields=source.get("fields") or {})
 
     def count(self, index_set) -> int:
-        try:
-            return self.client.count(index=self.pattern(index_set.name),
-                                     params={"ignore_unavailable": "true", "allow_no_indices": "true"})["count"]
-        except NotFoundError:
-            return 0
+        return self._read(lambda: self.client.count(index=self.pattern(index_set.name),
+                                                    params={"ignore_unavailable": "true", "allow_no_indices": "true"}),
+                          {"count": 0})["count"]
 
     def search(self, index_set, request, size, cursor=None) -> dict:
         from bklog.logs import search as search_module

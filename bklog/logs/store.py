@@ -35,6 +35,10 @@ def from_us(us: int) -> datetime:
     return EPOCH + timedelta(microseconds=us)
 
 
+class StoreUnavailable(RuntimeError):
+    """The line store cannot answer now (OpenSearch down or recovering): the API says 503."""
+
+
 @dataclass
 class Line:
     """A stored line as the API shows it (a LogLine row has the same attributes)."""

@@ -18,7 +18,7 @@ from bklog.logs import auth, ingest
 from bklog.logs.models import ApiToken, ExportJob, IndexSet, hash_token, new_token
 from bklog.logs.parsing import validate_parse_rule
 from bklog.logs.search import SearchError, SearchRequest, parse_time, validate
-from bklog.logs.store import line_store
+from bklog.logs.store import StoreUnavailable, line_store
 
 RESERVED_SEARCH_PARAMS = {"q", "start", "end", "size", "cursor"}
 INDEX_SET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
@@ -72,7 +72,10 @@ def api_view(admin: bool = False, with_index_set: bool = False):
                 if refusal:
                     return refusal
                 kwargs["index_set"] = index_set
-            return view(request, *args, **kwargs)
+            try:
+                return view(request, *args, **kwargs)
+            except StoreUnavailable as exc:
+                return error(503, f"{exc}; retry later")
         return wrapper
     return decorate
 

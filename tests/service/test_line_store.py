@@ -150,3 +150,18 @@ def test_lines_past_retention_go_to_the_oldest_kept_day_and_retention_removes_th
     assert sorted(store.client.indices.get(index=store.pattern("replay"))) == sorted({oldest_kept, store.index_name("replay", now)})
     assert apply_retention()["replay"] == 30
     assert [line.message for line in stored.all(index_set)] == ["new"]
+
+
+@opensearch_only
+def test_searches_while_opensearch_is_unreachable_are_503_naming_it(make_index_set, search, reader_token, settings):
+    from bklog.logs.store import _store
+
+    make_index_set("app")
+    settings.BKLOG_OPENSEARCH_URL, saved = ["http://127.0.0.1:1"], settings.BKLOG_OPENSEARCH_URL
+    _store.cache_clear()
+    try:
+        r = search("app", reader_token, q="anything")
+        assert r.status_code == 503 and r.json()["error"].startswith("OpenSearch is unavailable"), r.json()
+    finally:
+        settings.BKLOG_OPENSEARCH_URL = saved
+        _store.cache_clear()
