@@ -1,9 +1,9 @@
 """The three log backends side by side, in one run: SQLite (FTS5, the embedded default),
 PostgreSQL (GIN) and OpenSearch 2.19 (daily indices), each holding the same --lines lines.
 
-For each backend: the index is filled with --lines generated lines over seven days through the
-line store (bklog/logs/store.py, the path the pipeline workers take; 10,000-line transactions);
-then, through gunicorn (2 workers, inline pipeline), `_bulk` ingest in 1,000-line batches from 4
+For each backend: the index is filled with --lines generated lines over the seven days before today
+through the line store (bklog/logs/store.py, the path the pipeline workers take; 10,000-line
+transactions from two processes at once); then, through gunicorn (2 workers, inline pipeline), `_bulk` ingest in 1,000-line batches from 4
 clients on top of the full index, and searches of six kinds (rare words, a common word, a phrase,
 a field filter, a time range, an exclusion), each kind --searches times with varied words.
 
@@ -24,7 +24,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,23 +33,25 @@ sys.path.insert(0, str(ROOT / "tests" / "service"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 FILL = r'''
-import random, sys, time
+import random, time
 from datetime import datetime, timedelta, timezone
 from django.db import transaction
 from bklog.logs.models import IndexSet
 from bklog.logs.store import line_store
 
-total, chunk = int(sys.argv[1]), 10000
+# TOTAL, PART and PARTS are substituted: this process writes chunks PART, PART+PARTS, ... of TOTAL lines
+total, part, parts, chunk = TOTAL, PART, PARTS, 10000
+# the seven days before today: inside the index set's retention, so every line is kept where it belongs
+start = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=7)
 WORDS = [f"w{i:04d}" for i in range(5000)]
 SERVICES = ["api", "auth", "billing", "search", "export", "gateway", "payments", "users"]
 LEVELS = ["INFO"] * 7 + ["WARN"] * 2 + ["ERROR"]
 store, index_set = line_store(), IndexSet.objects.get(name="bench")
 if store.name == "opensearch":
     store.refresh = "false"  # a fill, not a pipeline batch: searchable after the refresh below
-rng, start, span = random.Random(7), datetime(2026, 1, 1, tzinfo=timezone.utc), 7 * 86400
-began = time.perf_counter()
-for base in range(0, total, chunk):
-    rows = []
+span = 7 * 86400
+for base in range(part * chunk, total, parts * chunk):
+    rng, rows = random.Random(base), []  # seeded per chunk: the same lines however the fill is split
     for i in range(base, min(base + chunk, total)):
         service, level = rng.choice(SERVICES), rng.choice(LEVELS)
         rows.append((start + timedelta(seconds=span * i / total),
@@ -60,28 +62,31 @@ for base in range(0, total, chunk):
         store.insert(index_set, rows)
 if store.name == "opensearch":
     store.client.indices.refresh(index=store.pattern("bench"))
-print("FILL", time.perf_counter() - began)
 '''
+FILL_PROCESSES = 2  # one writer per core here: the pipeline runs several (app.yml), as in production
+
+
+TODAY = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def bulk_body(batch: int, lines: int = 1000) -> bytes:
-    out = []
+    out, day = [], TODAY.strftime("%Y-%m-%d")
     for i in range(lines):
         out.append('{"index":{}}')
         out.append(json.dumps({"message": f"INFO api request bulk{batch}-{i} took {i % 900}ms payment accepted",
-                               "@timestamp": f"2026-01-08T00:{(i // 60) % 60:02d}:{i % 60:02d}Z", "service": "api"}))
+                               "@timestamp": f"{day}T00:{(i // 60) % 60:02d}:{i % 60:02d}Z", "service": "api"}))
     return ("\n".join(out) + "\n").encode()
 
 
 def queries(rng: random.Random) -> dict[str, dict]:
     word = lambda: f"w{rng.randrange(5000):04d}"  # noqa: E731
-    day = rng.randrange(1, 8)
+    day = (TODAY - timedelta(days=rng.randrange(1, 8))).strftime("%Y-%m-%d")
     return {
         "rare words": {"q": f"{word()} {word()}"},
         "common word": {"q": "INFO"},
         "phrase": {"q": f'"{rng.choice(["api", "auth", "billing", "payments"])} request"'},
         "field filter": {"q": word(), "field.service": rng.choice(["api", "billing", "users"])},
-        "time range": {"q": "ERROR", "start": f"2026-01-0{day}T10:00:00Z", "end": f"2026-01-0{day}T11:00:00Z"},
+        "time range": {"q": "ERROR", "start": f"{day}T10:00:00Z", "end": f"{day}T11:00:00Z"},
         "exclusion": {"q": f"ERROR -{rng.choice(['api', 'auth', 'billing'])} {word()}"},
     }
 
@@ -106,14 +111,19 @@ def run(backend: str, lines: int, searches: int, bulk_batches: int) -> dict:
             os.environ.setdefault("BKLOG_OPENSEARCH_HEAP", "2g")
             (work / "os").mkdir()
             extra.update(BKLOG_SEARCH_BACKEND="opensearch", BKLOG_OPENSEARCH_URL=opensearch.start(work / "os", _free_port()),
-                         BKLOG_OPENSEARCH_REFRESH="wait_for")
+                         BKLOG_OPENSEARCH_REFRESH=os.environ.get("BKLOG_OPENSEARCH_REFRESH", "wait_for"))
         stack = Stack(work / "stack", None, **extra)
-        token = stack.bklog("create_index_set", "bench", "--parse", "json")
+        token = stack.bklog("create_index_set", "bench", "--parse", "json", "--retention-days", "30")
         api = stack.bklog("create_api_token", "bench", "--role", "reader")
-        fill = subprocess.run([str(Path(sys.executable).parent / "bklog"), "shell", "-c", FILL.replace("sys.argv[1]", str(lines))],
-                              env=stack.env, capture_output=True, text=True, timeout=6 * 3600)
-        assert fill.returncode == 0, fill.stderr[-3000:]
-        fill_s = float(next(l for l in fill.stdout.splitlines() if l.startswith("FILL ")).split()[1])
+        began = time.perf_counter()
+        fills = [subprocess.Popen([str(Path(sys.executable).parent / "bklog"), "shell", "-c",
+                                   FILL.replace("TOTAL", str(lines)).replace("PARTS", str(FILL_PROCESSES)).replace("PART", str(part))],
+                                  env=stack.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for part in range(FILL_PROCESSES)]
+        for fill in fills:
+            _, err = fill.communicate(timeout=6 * 3600)
+            assert fill.returncode == 0, err[-3000:]
+        fill_s = time.perf_counter() - began
         stack.start_gunicorn()
         stack.wait_for(lambda: stack.get("/readyz")[0] == 200, "readyz")
 
@@ -183,7 +193,7 @@ def main() -> None:
         f"## Backends at {args.lines:,} lines: SQLite, PostgreSQL, OpenSearch — {datetime.now().strftime('%Y-%m-%d %H:%M')}",
         "",
         f"Machine: {os.cpu_count()} cores, shared; one run (bench/backend_bench.py). Each backend filled with the same "
-        f"{args.lines:,} generated lines over 7 days through the line store (10,000-line transactions; OpenSearch "
+        f"{args.lines:,} generated lines over the 7 days before the run through the line store by {FILL_PROCESSES} processes (10,000-line transactions; OpenSearch "
         f"{os.environ.get('BKLOG_OPENSEARCH_HEAP', '2g')} heap, one node, one shard per daily index), then through gunicorn "
         f"(2 workers, inline pipeline): {args.bulk_batches} `_bulk` batches of 1,000 lines from 4 clients on the full "
         f"index, and {args.searches} searches of each kind (size 50, varied words).",
