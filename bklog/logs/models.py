@@ -97,12 +97,17 @@ class LogLine(models.Model):
         indexes = [models.Index(fields=["index_set", "-timestamp", "-id"], name="logline_set_time")]
 
     def as_hit(self) -> dict:
-        return {
-            "id": self.id,
-            "timestamp": self.timestamp.isoformat().replace("+00:00", "Z"),
-            "message": self.message,
-            "fields": self.fields,
-        }
+        return line_hit(self)
+
+
+def line_hit(line) -> dict:
+    """A line as the search API shows it: a LogLine row or a line read from another store."""
+    return {
+        "id": line.id,
+        "timestamp": line.timestamp.isoformat().replace("+00:00", "Z"),
+        "message": line.message,
+        "fields": line.fields,
+    }
 
 
 class ExportJob(models.Model):

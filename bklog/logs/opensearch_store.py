@@ -266,16 +266,7 @@ class OpenSearchStore:
             body["search_after"] = [to_us(ts), line_id]
         result = self._search(index_set.name, body)
         total = result["hits"]["total"]["value"]  # of the whole query: search_after does not narrow it
-        hits = [self._line(hit) for hit in result["hits"]["hits"]]
-        more = len(hits) > size
-        hits = hits[:size]
-        return {
-            "index_set": index_set.name,
-            "total": min(total, exact_up_to),
-            "total_relation": "gte" if total > exact_up_to else "eq",
-            "hits": [line.as_hit() for line in hits],
-            "next_cursor": search_module.encode_cursor(hits[-1]) if more and hits else None,
-        }
+        return search_module.page_result(index_set, total, [self._line(hit) for hit in result["hits"]["hits"]], size)
 
     def iter_lines(self, index_set, request, after=None, limit=None) -> Iterator[Line]:
         """Oldest first, search_after pages: any size with flat memory; `after` resumes."""

@@ -199,6 +199,12 @@ def search(index_set: IndexSet, request: SearchRequest, size: int, cursor: str |
         hits = _sqlite_windowed(page, common_fts_expr, size + 1)
     else:
         hits = list(_newest_first(page, use_time_index)[: size + 1])
+    return page_result(index_set, total, hits, size)
+
+
+def page_result(index_set: IndexSet, total: int, hits: list, size: int) -> dict:
+    """The API's page, whatever the store: `hits` holds up to size + 1 lines, newest first (one
+    more than the page says there is a next one); `total` counts matches up to TOTAL_EXACT_UP_TO + 1."""
     more = len(hits) > size
     hits = hits[:size]
     return {
