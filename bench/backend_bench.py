@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -168,6 +169,7 @@ def run(backend: str, lines: int, searches: int, bulk_batches: int) -> dict:
     finally:
         stop(work / "pg")
         opensearch.stop(work / "os")
+        shutil.rmtree(work, ignore_errors=True)  # gigabytes at 10 M lines
 
 
 def _free_port() -> int:

@@ -116,6 +116,8 @@ def test_secrets_never_reach_the_output(tmp_path):
     ("site.yml", {"os1": {"opensearch_heap_mb": 100}}, {}, "opensearch_heap_mb=100 must be 0 (half the memory) or 512-31744"),
     ("site.yml", {n: {"opensearch_limit_nofile": 1024} for n in ("os1", "os2", "os3")}, {},
      "opensearch_limit_nofile must be 65535 or more"),
+    ("site.yml", {n: {"opensearch_seed_hosts": ["os1:9300", "os2:9300"]} for n in ("os1", "os2", "os3")}, {},
+     "opensearch_seed_hosts lists 2 addresses for 3 nodes"),
     ("site.yml", None, {"bklog_app_search_backend": "elastic"}, "value of bklog_app_search_backend must be one of: database, opensearch, got: elastic"),
     ("site.yml", None, {"bklog_app_search_backend": "opensearch"}, "opensearch needs bklog_app_opensearch_urls"),
     ("backup.yml", {"os1": {}}, {}, "backup.yml backs up the database only and would miss the lines"),
@@ -127,3 +129,16 @@ def test_bad_opensearch_inputs_fail_before_any_host_is_touched(tmp_path, playboo
     assert result.returncode != 0
     assert message in " ".join(output.split()), output[-3000:]
     assert "UNREACHABLE" not in output and "Gathering Facts" not in output
+
+
+def test_a_cluster_on_loopback_transport_is_spared_the_production_limits(tmp_path):
+    """Three nodes on one machine (transport on 127.0.0.1, a port each) are not checked by
+    OpenSearch against the production limits, so validation does not require them either."""
+    nodes = {f"os{i}": {"opensearch_transport_host": "127.0.0.1", "opensearch_transport_port": 9300 + i,
+                        "opensearch_http_port": 9200 + i, "opensearch_limit_nofile": 1024,
+                        "opensearch_set_max_map_count": False,
+                        "opensearch_seed_hosts": ["127.0.0.1:9301", "127.0.0.1:9302", "127.0.0.1:9303"]}
+             for i in (1, 2, 3)}
+    result = run_site(tmp_path, "validate.yml", search_nodes=nodes)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "UNREACHABLE" not in result.stdout

@@ -1,5 +1,6 @@
-"""BK LOG with its log index on OpenSearch (roles/opensearch): the node as the role installs it,
-and the service using it through nginx, as a user would, including while it restarts."""
+"""BK LOG with its log index on a three-node OpenSearch cluster (roles/opensearch): the nodes as
+the role installs them, and the service using them through nginx, as a user would, while a node
+is lost and while the whole cluster restarts."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ import testinfra
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 from playbooks import wait_until  # noqa: E402
 
-SEARCH = testinfra.get_host("podman://bklog-os-search")
+SEARCH = [testinfra.get_host(f"podman://bklog-os-search{i}") for i in (1, 2, 3)]
 APP = testinfra.get_host("podman://bklog-os-app")
-NODE = "http://bklog-os-search:9200"
+# The three nodes share search1's address, a port each (molecule.yml).
+NODES = [f"http://bklog-os-search1:{port}" for port in (9200, 9201, 9202)]
 
 
 def curl(host, *args: str) -> tuple[int, str]:
@@ -27,10 +29,15 @@ def curl(host, *args: str) -> tuple[int, str]:
     return int(status), body
 
 
-def node(path: str):
-    status, body = curl(APP, f"{NODE}{path}")
+def node(path: str, url: str = NODES[1]):
+    status, body = curl(APP, f"{url}{path}")
     assert status == 200, body
     return json.loads(body)
+
+
+def green_with_three_nodes():
+    health = node("/_cluster/health")
+    return health["number_of_nodes"] == 3 and health["status"] == "green" and health
 
 
 @pytest.fixture(scope="module")
@@ -40,21 +47,26 @@ def tokens():
     return name, APP.check_output(f"bklog create_index_set {name}"), APP.check_output(f"bklog create_api_token os{suffix}")
 
 
-def test_the_node_runs_as_the_role_installed_it():
-    service = SEARCH.service("opensearch")
-    assert service.is_running and service.is_enabled
-    assert SEARCH.check_output("ps -o user:20= -C java").split() == ["opensearch"]
-    assert "-Xmx512m" in SEARCH.file("/etc/opensearch/jvm.options.d/heap.options").content_string
-    assert SEARCH.file("/opt/opensearch/current").linked_to == "/opt/opensearch/releases/opensearch-2.19.6"
-    health = node("/_cluster/health")
-    assert health["cluster_name"] == "bklog" and health["status"] in ("green", "yellow")
-    modules = {m["name"] for n in node("/_nodes/plugins")["nodes"].values() for m in n["modules"]}
-    assert "analysis-common" in modules
+def test_three_nodes_run_as_the_role_installed_them_and_form_one_cluster():
+    for host in SEARCH:
+        service = host.service("opensearch")
+        assert service.is_running and service.is_enabled
+        assert host.check_output("ps -o user:20= -C java").split() == ["opensearch"]
+        assert "-Xmx512m" in host.file("/etc/opensearch/jvm.options.d/heap.options").content_string
+        assert host.file("/opt/opensearch/current").linked_to == "/opt/opensearch/releases/opensearch-2.19.6"
+    health = wait_until(green_with_three_nodes, "a green cluster of 3 nodes")
+    assert health["cluster_name"] == "bklog"
+    nodes = node("/_nodes/plugins,jvm")["nodes"].values()
+    assert sorted(n["name"] for n in nodes) == ["bklog-os-search1", "bklog-os-search2", "bklog-os-search3"]
+    assert all("analysis-common" in {m["name"] for m in n["modules"]} for n in nodes)
+    # Debian 12's Java 17 and Debian 13's Java 21 in one cluster
+    assert {n["jvm"]["version"].split(".")[0] for n in nodes} == {"17", "21"}
 
 
 def test_the_service_is_configured_for_it_and_ready():
     env = APP.file("/etc/bklog/bklog.env").content_string
-    assert "BKLOG_SEARCH_BACKEND=opensearch" in env and f"BKLOG_OPENSEARCH_URL={NODE}" in env
+    assert "BKLOG_SEARCH_BACKEND=opensearch" in env and f"BKLOG_OPENSEARCH_URL={','.join(NODES)}" in env
+    assert "BKLOG_OPENSEARCH_REPLICAS=1" in env
     status, body = wait_until(lambda: (r := curl(APP, "http://127.0.0.1/readyz")) and r[0] == 200 and r, "readyz 200")
     assert json.loads(body)["checks"]["index"].startswith("ok (opensearch")
 
@@ -80,6 +92,9 @@ def test_lines_go_through_nginx_into_a_daily_index_and_come_back(tokens):
     assert [h["message"] for h in result["hits"]] == ["opensearch line two", "opensearch line one"]
     today = datetime.now(timezone.utc).strftime("%Y.%m.%d")
     assert node(f"/bklog-{name}.{today}/_count")["count"] == 2
+    settings = node(f"/bklog-{name}.{today}/_settings")[f"bklog-{name}.{today}"]["settings"]["index"]
+    assert settings["number_of_replicas"] == "1"
+    wait_until(green_with_three_nodes, "the daily index's replica allocated")
     # field filters and export through the async_export worker, as on the databases
     status, body = curl(APP, "-H", f"Authorization: Bearer {api}",
                         f"http://127.0.0.1/api/v1/index_sets/{name}/search?field.level=info")
@@ -93,9 +108,36 @@ def test_lines_go_through_nginx_into_a_daily_index_and_come_back(tokens):
     assert status == 200 and len(body.splitlines()) == 2
 
 
+def _ingest(tokens, text: str):
+    name, ingest, _ = tokens
+    status, body = curl(APP, "-X", "POST", "-H", f"Authorization: Bearer {ingest}", "--data-binary",
+                        text, f"http://127.0.0.1/api/v1/index_sets/{name}/ingest")
+    assert status == 202, body
+
+
+def test_with_a_node_lost_lines_are_indexed_and_every_line_found(tokens):
+    """search1 (the first node in BK LOG's list) stops: the other two keep a cluster manager and
+    a copy of every shard (one replica), and the client goes to them."""
+    before = _search(tokens, "opensearch")["total"]
+    SEARCH[0].check_output("systemctl stop opensearch")
+    try:
+        wait_until(lambda: node("/_cluster/health")["number_of_nodes"] == 2, "search1 gone from the cluster", timeout=120)
+        for i in range(3):
+            _ingest(tokens, f"while search1 is down {i}")
+        wait_until(lambda: _search(tokens, "search1")["total"] == 3, "the 3 lines searchable without search1", timeout=120)
+        assert _search(tokens, "opensearch")["total"] == before
+        status, body = curl(APP, "http://127.0.0.1/readyz")
+        assert status == 200, body
+    finally:
+        SEARCH[0].check_output("systemctl start opensearch")
+    wait_until(green_with_three_nodes, "search1 back and the cluster green", timeout=180, every=3)
+    assert _search(tokens, "search1")["total"] == 3
+
+
 def test_lines_accepted_while_opensearch_restarts_are_indexed_once_it_is_back(tokens):
     name, ingest, _ = tokens
-    SEARCH.check_output("systemctl stop opensearch")
+    for host in SEARCH:
+        host.check_output("systemctl stop opensearch")
     try:
         status, body = wait_until(lambda: (r := curl(APP, "http://127.0.0.1/readyz")) and r[0] == 503 and r, "readyz 503")
         assert json.loads(body)["failed"] == ["index"]
@@ -104,7 +146,8 @@ def test_lines_accepted_while_opensearch_restarts_are_indexed_once_it_is_back(to
                                 f"during the outage {i}", f"http://127.0.0.1/api/v1/index_sets/{name}/ingest")
             assert status == 202, body
     finally:
-        SEARCH.check_output("systemctl start opensearch")
+        for host in SEARCH:
+            host.check_output("systemctl start opensearch")
     wait_until(lambda: curl(APP, "http://127.0.0.1/readyz")[0] == 200, "readyz 200 again", timeout=180)
     # The pipeline worker's retries (backoff up to a minute) index each batch once.
     wait_until(lambda: _search(tokens, "outage")["total"] == 5, "the 5 lines searchable", timeout=240, every=5)
