@@ -13,20 +13,11 @@ from django.db.models import Sum
 from django.db.models.functions import Length
 from django.utils import timezone
 
-from bklog.logs.models import ExportChunk, ExportJob, IndexSet
+from bklog.logs.models import ExportChunk, ExportJob, IndexSet, line_hit
 from bklog.logs.search import SearchRequest
 from bklog.logs.store import line_store
 
 CSV_COLUMNS = ["timestamp", "message", "fields"]
-
-
-def record(line) -> dict:
-    return {
-        "id": line.id,
-        "timestamp": line.timestamp.isoformat().replace("+00:00", "Z"),
-        "message": line.message,
-        "fields": line.fields,
-    }
 
 
 def iter_lines(index_set: IndexSet, request: SearchRequest, after=None, limit: int | None = None) -> Iterator:
@@ -41,7 +32,7 @@ def write_lines(lines: Iterator, out: IO[str], fmt: str) -> int:
     if writer:
         writer.writerow(CSV_COLUMNS)
     for line in lines:
-        rec = record(line)
+        rec = line_hit(line)  # an exported line is written as the search API shows it
         if writer:
             writer.writerow([rec["timestamp"], rec["message"], json.dumps(rec["fields"], sort_keys=True, ensure_ascii=False)])
         else:
