@@ -34,16 +34,15 @@ sys.path.insert(0, str(ROOT / "tests" / "service"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 FILL = r'''
-import random, time
-from datetime import datetime, timedelta, timezone
+import os, random
+from datetime import datetime, timedelta
 from django.db import transaction
 from bklog.logs.models import IndexSet
 from bklog.logs.store import line_store
 
-# TOTAL, PART and PARTS are substituted: this process writes chunks PART, PART+PARTS, ... of TOTAL lines
-total, part, parts, chunk = TOTAL, PART, PARTS, 10000
-# the seven days before today: inside the index set's retention, so every line is kept where it belongs
-start = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=7)
+# BENCH_FILL="total part parts start": this process writes chunks part, part + parts, ... of total lines
+total, part, parts, start = os.environ["BENCH_FILL"].split()
+total, part, parts, start, chunk = int(total), int(part), int(parts), datetime.fromisoformat(start), 10000
 WORDS = [f"w{i:04d}" for i in range(5000)]
 SERVICES = ["api", "auth", "billing", "search", "export", "gateway", "payments", "users"]
 LEVELS = ["INFO"] * 7 + ["WARN"] * 2 + ["ERROR"]
@@ -65,9 +64,10 @@ if store.name == "opensearch":
     store.client.indices.refresh(index=store.pattern("bench"))
 '''
 FILL_PROCESSES = 2  # one writer per core here: the pipeline runs several (app.yml), as in production
-
-
 TODAY = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+# the fill's lines span the seven days before today: inside the index set's retention, so every
+# line is kept where it belongs (OpenSearch puts lines past retention into the oldest kept day)
+FILL_START = TODAY - timedelta(days=7)
 
 
 def bulk_body(batch: int, lines: int = 1000) -> bytes:
@@ -117,9 +117,9 @@ def run(backend: str, lines: int, searches: int, bulk_batches: int) -> dict:
         token = stack.bklog("create_index_set", "bench", "--parse", "json", "--retention-days", "30")
         api = stack.bklog("create_api_token", "bench", "--role", "reader")
         began = time.perf_counter()
-        fills = [subprocess.Popen([str(Path(sys.executable).parent / "bklog"), "shell", "-c",
-                                   FILL.replace("TOTAL", str(lines)).replace("PARTS", str(FILL_PROCESSES)).replace("PART", str(part))],
-                                  env=stack.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        fills = [subprocess.Popen([str(Path(sys.executable).parent / "bklog"), "shell", "-c", FILL],
+                                  env={**stack.env, "BENCH_FILL": f"{lines} {part} {FILL_PROCESSES} {FILL_START.isoformat()}"},
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for part in range(FILL_PROCESSES)]
         for fill in fills:
             _, err = fill.communicate(timeout=6 * 3600)

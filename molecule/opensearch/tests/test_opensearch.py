@@ -135,16 +135,13 @@ def test_with_a_node_lost_lines_are_indexed_and_every_line_found(tokens):
 
 
 def test_lines_accepted_while_opensearch_restarts_are_indexed_once_it_is_back(tokens):
-    name, ingest, _ = tokens
     for host in SEARCH:
         host.check_output("systemctl stop opensearch")
     try:
         status, body = wait_until(lambda: (r := curl(APP, "http://127.0.0.1/readyz")) and r[0] == 503 and r, "readyz 503")
         assert json.loads(body)["failed"] == ["index"]
         for i in range(5):  # accepted into the queue: the broker is up
-            status, body = curl(APP, "-X", "POST", "-H", f"Authorization: Bearer {ingest}", "--data-binary",
-                                f"during the outage {i}", f"http://127.0.0.1/api/v1/index_sets/{name}/ingest")
-            assert status == 202, body
+            _ingest(tokens, f"during the outage {i}")
     finally:
         for host in SEARCH:
             host.check_output("systemctl start opensearch")
