@@ -4,6 +4,7 @@ tokens made on the fleet, and running the bundle's own playbooks against the sce
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -17,6 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 from playbooks import inventory_hosts, run_playbook, wait_until  # noqa: E402,F401 (the tests import them from here)
 ROOT = Path(__file__).resolve().parents[3]
 LB = "http://127.0.0.1:18080"
+# BKLOG_CLUSTER_SEARCH_GROUP=bklog_opensearch (molecule.yml): the log index is a one-node
+# OpenSearch on the infra host instead of PostgreSQL's full-text index.
+ON_OPENSEARCH = os.environ.get("BKLOG_CLUSTER_SEARCH_GROUP") == "bklog_opensearch"
 
 group = inventory_hosts
 

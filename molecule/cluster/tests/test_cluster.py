@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import urllib.request
 
-from conftest import LB, consul, group, host, wait_until
+from conftest import LB, ON_OPENSEARCH, consul, group, host, wait_until
 
 
 def test_every_api_host_is_registered_by_gunicorn_with_a_passing_check():
@@ -98,3 +98,29 @@ def test_an_export_written_on_the_worker_host_downloads_from_every_api_host(new_
             f"Authorization: Bearer {load.api_token}", f"http://127.0.0.1/api/v1/exports/{job}/download")
         status, count = out.split()
         assert (status, count) == ("200", "20"), f"{name}: {out}"
+
+
+def test_the_log_index_is_where_the_inventory_puts_it():
+    """PostgreSQL's full-text index by default; with the infra host in bklog_opensearch, the role's
+    one-node OpenSearch there, holding the lines rsyslog ships in daily indices."""
+    infra = host(group("bklog_lb")[0])
+    for name in group("bklog"):
+        env = host(name).file("/etc/bklog/bklog.env").content_string
+        want = "opensearch" if ON_OPENSEARCH else "database"
+        assert f"BKLOG_SEARCH_BACKEND={want}" in env, (name, env)
+    ready = json.loads(urllib.request.urlopen(f"{LB}/readyz", timeout=10).read())
+    if not ON_OPENSEARCH:
+        assert not infra.service("opensearch").is_running
+        assert not ready["checks"]["index"].startswith("ok (opensearch"), ready
+        return
+    assert f"BKLOG_OPENSEARCH_URL=http://{infra.check_output('hostname')}:9200" in env
+    assert ready["checks"]["index"].startswith("ok (opensearch"), ready
+    assert infra.service("opensearch").is_running and infra.service("opensearch").is_enabled
+    health = json.loads(infra.check_output("curl -sS http://127.0.0.1:9200/_cluster/health"))
+    assert health["number_of_nodes"] == 1 and health["status"] == "green", health
+
+    def syslog_indices():
+        return json.loads(infra.check_output("curl -sS 'http://127.0.0.1:9200/_cat/indices/bklog-syslog.*?format=json'")) or None
+
+    indices = wait_until(syslog_indices, "a daily index of the syslog index set", timeout=120, every=5)
+    assert all(i["health"] == "green" and i["rep"] == "0" for i in indices), indices

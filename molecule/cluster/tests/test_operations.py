@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import group, host, playbook, wait_until
+from conftest import ON_OPENSEARCH, group, host, playbook, wait_until
 from playbooks import COUNT_LINES
 
 LINES = 200
@@ -62,6 +62,16 @@ def index_set():
     return name
 
 
+# With the lines in OpenSearch, backup.yml (databases only) refuses and says what to use.
+@pytest.mark.skipif(not ON_OPENSEARCH, reason="the log index is PostgreSQL's: backed up below")
+def test_backup_refuses_when_the_lines_are_in_opensearch(tmp_path):
+    run = playbook("backup.yml", "-e", f"bklog_backup_dir={tmp_path}", timeout=300)
+    assert run.returncode != 0
+    assert "the log index is on OpenSearch" in run.stdout and "OpenSearch snapshots" in run.stdout, run.stdout[-3000:]
+    assert not any(tmp_path.iterdir()), "nothing written"
+
+
+@pytest.mark.skipif(ON_OPENSEARCH, reason="backup.yml backs up databases; the lines are in OpenSearch")
 def test_backup_and_restore_of_the_shared_database(index_set, tmp_path):
     before = _counts()
     run = playbook("backup.yml", "-e", f"bklog_backup_dir={tmp_path}", timeout=900)
