@@ -98,7 +98,11 @@ def accept(index_set: IndexSet, lines: list) -> dict:
 def index_pending_batch(batch_id: str) -> str:
     """Index a queued batch exactly once (the task may be delivered more than once)."""
     with transaction.atomic():
-        batch = IngestBatch.objects.select_for_update().select_related("index_set").filter(pk=batch_id).first()
+        # The batch's row only, and as NO KEY UPDATE: FOR UPDATE through the join would lock the
+        # index set's row too, and every new batch of that index set (its foreign key takes KEY
+        # SHARE) would wait until this one is indexed (seconds with OpenSearch's refresh wait).
+        batch = (IngestBatch.objects.select_for_update(of=("self",), no_key=True).select_related("index_set")
+                 .filter(pk=batch_id).first())
         if batch is None:
             return "missing"
         if batch.status == IngestBatch.INDEXED:

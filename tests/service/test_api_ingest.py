@@ -122,3 +122,64 @@ def test_wrong_method_and_unknown_path(client):
     assert client.get("/api/v1/index_sets/app/ingest").status_code == 405
     r = client.get("/api/v1/nothing")
     assert r.status_code == 404 and r.json()["error"] == "no such endpoint: /api/v1/nothing"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_being_indexed_does_not_hold_up_new_batches_of_its_index_set(make_index_set, settings, monkeypatch):
+    """While a worker indexes a batch (a second with OpenSearch's refresh wait), the API keeps
+    accepting batches for the same index set. Seen in the cluster scenario: every rsyslog `_bulk`
+    took 1-2 s, waiting on the index set's row the worker had locked. PostgreSQL only (SQLite has
+    no row locks). The broker is replaced by a no-op and the store's insert is held open by the
+    test: what is checked is the database's locking, which needs the insert to stay in flight."""
+    import threading
+
+    from django.db import OperationalError, connection
+
+    from bklog.logs import ingest, tasks
+
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks: PostgreSQL only")
+    settings.BKLOG_PIPELINE_ASYNC = True
+    monkeypatch.setattr(tasks.index_batch, "apply_async", lambda *args, **kwargs: None)
+    index_set, _ = make_index_set("app")
+    first = ingest.accept(index_set, ["queued first"])
+
+    store, inserting, release = ingest.line_store(), threading.Event(), threading.Event()
+
+    class HeldInsert:
+        def __getattr__(self, name):
+            return getattr(store, name)
+
+        def insert(self, *args, **kwargs):
+            inserting.set()
+            assert release.wait(60), "the test never released the insert"
+            return store.insert(*args, **kwargs)
+
+    monkeypatch.setattr(ingest, "line_store", HeldInsert)
+    outcome = []
+
+    def work():
+        try:
+            outcome.append(ingest.index_pending_batch(first["batch"]))
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    try:
+        assert inserting.wait(30), "the worker never reached the insert"
+        with connection.cursor() as cursor:
+            # A lock wait fails this accept instead of blocking until the worker commits.
+            cursor.execute("SET lock_timeout = '3s'")
+        try:
+            second = ingest.accept(index_set, ["accepted while the first is indexed"])
+        except OperationalError as exc:
+            pytest.fail(f"a new batch waited for the batch being indexed: {exc}")
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("RESET lock_timeout")
+    finally:
+        release.set()
+        worker.join(60)
+    assert outcome == ["indexed"]
+    assert IngestBatch.objects.get(pk=second["batch"]).status == IngestBatch.PENDING
