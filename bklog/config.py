@@ -47,7 +47,7 @@ VARIABLES: dict[str, Variable] = {
         Variable("BKLOG_OPENSEARCH_INDEX_PREFIX", "str", "bklog", "Index names: <prefix>-<index set>.<YYYY.MM.DD>, one per index set and day; the index template matches <prefix>-*."),
         Variable("BKLOG_OPENSEARCH_SHARDS", "int", 1, "Primary shards of each daily index."),
         Variable("BKLOG_OPENSEARCH_REPLICAS", "int", 0, "Replicas of each daily index (1 on a three-node cluster)."),
-        Variable("BKLOG_OPENSEARCH_REFRESH", "str", "wait_for", "Bulk refresh: wait_for (a batch is indexed once searchable), false (faster, searchable within the refresh interval)."),
+        Variable("BKLOG_OPENSEARCH_REFRESH", "str", "auto", "Bulk refresh: wait_for (a batch counts as indexed once searchable), false (searchable within the index's refresh interval, 1 s; a worker is free sooner), auto (wait_for when a request indexes its own batch, inline mode; false in the pipeline's workers, async mode, where waiting would cap a worker at about one batch a second)."),
         Variable("BKLOG_OPENSEARCH_TIMEOUT", "int", 30, "Seconds an OpenSearch request may take."),
         Variable("BKLOG_SECRET_KEY", "str", "", "Django SECRET_KEY. Required in stag and prod."),
         Variable("BKLOG_ALLOWED_HOSTS", "list", "", "Comma-separated host names the API answers to. Required in stag and prod."),
@@ -200,8 +200,8 @@ class Config:
             problems.append(f"BKLOG_OPENSEARCH_SHARDS={self['BKLOG_OPENSEARCH_SHARDS']} must be 1 or more")
         if self["BKLOG_OPENSEARCH_REPLICAS"] < 0:
             problems.append(f"BKLOG_OPENSEARCH_REPLICAS={self['BKLOG_OPENSEARCH_REPLICAS']} must be 0 or more")
-        if self["BKLOG_OPENSEARCH_REFRESH"] not in ("wait_for", "false"):
-            problems.append(f"BKLOG_OPENSEARCH_REFRESH={self['BKLOG_OPENSEARCH_REFRESH']!r} is not one of wait_for, false")
+        if self["BKLOG_OPENSEARCH_REFRESH"] not in ("auto", "wait_for", "false"):
+            problems.append(f"BKLOG_OPENSEARCH_REFRESH={self['BKLOG_OPENSEARCH_REFRESH']!r} is not one of auto, wait_for, false")
         if self["BKLOG_OPENSEARCH_TIMEOUT"] <= 0:
             problems.append(f"BKLOG_OPENSEARCH_TIMEOUT={self['BKLOG_OPENSEARCH_TIMEOUT']} must be a positive integer")
         if self["BKLOG_INGEST_MAX_LINES"] > 16384:

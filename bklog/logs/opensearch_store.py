@@ -109,8 +109,14 @@ class OpenSearchStore:
             options = {"ca_certs": settings.BKLOG_OPENSEARCH_CA_CERTS, "verify_certs": True}
         client = OpenSearch(hosts=settings.BKLOG_OPENSEARCH_URL, http_auth=auth, timeout=settings.BKLOG_OPENSEARCH_TIMEOUT,
                             max_retries=3, retry_on_timeout=True, **options)
+        refresh = settings.BKLOG_OPENSEARCH_REFRESH
+        if refresh == "auto":
+            # A pipeline worker waiting for the refresh indexes about one batch a second: with rsyslog
+            # on every host sending a batch a second, the queue grew without end in the cluster
+            # scenario. A request indexing inline answers once its lines are searchable, as on SQL.
+            refresh = "false" if settings.BKLOG_PIPELINE_ASYNC else "wait_for"
         return cls(client, settings.BKLOG_OPENSEARCH_INDEX_PREFIX, settings.BKLOG_OPENSEARCH_SHARDS,
-                   settings.BKLOG_OPENSEARCH_REPLICAS, settings.BKLOG_OPENSEARCH_REFRESH)
+                   settings.BKLOG_OPENSEARCH_REPLICAS, refresh)
 
     # --- names and the template -----------------------------------------------------------
 

@@ -40,11 +40,26 @@ def test_debug_is_refused_outside_dev():
     ({"BKLOG_ENV": "production"}, "BKLOG_ENV='production' is not one of dev, stag, prod"),
     ({"GUNICORN_WORKERS": "many"}, "GUNICORN_WORKERS='many' (environment) is not an integer"),
     ({"BKLOG_DEBUG": "maybe"}, "BKLOG_DEBUG='maybe' (environment) is not a boolean"),
+    ({"BKLOG_SEARCH_BACKEND": "opensearch", "BKLOG_OPENSEARCH_URL": "http://os1:9200", "BKLOG_OPENSEARCH_REFRESH": "true"},
+     "BKLOG_OPENSEARCH_REFRESH='true' is not one of auto, wait_for, false"),
 ])
 def test_malformed_values_are_named(env, message):
     with pytest.raises(ConfigError) as info:
         Config(env).validate()
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize("configured, pipeline_async, used", [
+    ("auto", False, "wait_for"), ("auto", True, "false"), ("wait_for", True, "wait_for"), ("false", False, "false"),
+])
+def test_opensearch_refresh_auto_waits_inline_only(settings, configured, pipeline_async, used):
+    """auto: a request indexing its own batch answers once the lines are searchable; a pipeline
+    worker does not wait for the refresh (it would index about one batch a second)."""
+    from bklog.logs.opensearch_store import OpenSearchStore
+
+    settings.BKLOG_OPENSEARCH_REFRESH, settings.BKLOG_PIPELINE_ASYNC = configured, pipeline_async
+    settings.BKLOG_OPENSEARCH_URL = ["http://127.0.0.1:9"]  # the client connects lazily: no request here
+    assert OpenSearchStore.from_settings().refresh == used
 
 
 def test_async_without_broker_is_refused():

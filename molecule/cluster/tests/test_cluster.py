@@ -113,14 +113,16 @@ def test_the_log_index_is_where_the_inventory_puts_it():
         assert not infra.service("opensearch").is_running
         assert not ready["checks"]["index"].startswith("ok (opensearch"), ready
         return
-    assert f"BKLOG_OPENSEARCH_URL=http://{infra.check_output('hostname')}:9200" in env
+    # The node listens on the host's address (opensearch_network_host), not on loopback.
+    node = f"http://{infra.check_output('hostname')}:9200"
+    assert f"BKLOG_OPENSEARCH_URL={node}" in env
     assert ready["checks"]["index"].startswith("ok (opensearch"), ready
     assert infra.service("opensearch").is_running and infra.service("opensearch").is_enabled
-    health = json.loads(infra.check_output("curl -sS http://127.0.0.1:9200/_cluster/health"))
+    health = json.loads(infra.check_output(f"curl -sS {node}/_cluster/health"))
     assert health["number_of_nodes"] == 1 and health["status"] == "green", health
 
     def syslog_indices():
-        return json.loads(infra.check_output("curl -sS 'http://127.0.0.1:9200/_cat/indices/bklog-syslog.*?format=json'")) or None
+        return json.loads(infra.check_output(f"curl -sS '{node}/_cat/indices/bklog-syslog.*?format=json'")) or None
 
     indices = wait_until(syslog_indices, "a daily index of the syslog index set", timeout=120, every=5)
     assert all(i["health"] == "green" and i["rep"] == "0" for i in indices), indices
