@@ -51,13 +51,16 @@ VARIABLES: dict[str, Variable] = {
         Variable("BKLOG_OPENSEARCH_TIMEOUT", "int", 30, "Seconds an OpenSearch request may take."),
         Variable("BKLOG_SECRET_KEY", "str", "", "Django SECRET_KEY. Required in stag and prod."),
         Variable("BKLOG_ALLOWED_HOSTS", "list", "", "Comma-separated host names the API answers to. Required in stag and prod."),
-        Variable("BKLOG_DEBUG", "bool", False, "Django DEBUG; refused outside dev."),
+        Variable("BKLOG_DEBUG", "bool", False, "Django DEBUG; refused outside dev. Never shown to clients: errors are JSON even then."),
+        Variable("BKLOG_HSTS_SECONDS", "int", 0, "Strict-Transport-Security max-age sent on answers to HTTPS requests (0: none). 31536000 in stag and prod."),
         Variable("BKLOG_LOG_LEVEL", "str", "INFO", "Log level of the service's own logs (stdout)."),
         Variable("BKLOG_PIPELINE_MODE", "str", "auto", "inline, async, or auto (async when REDIS_URL is set)."),
         Variable("BKLOG_INGEST_MAX_BYTES", "int", 10 * 1024 * 1024, "Largest ingest body accepted; larger gets 413. nginx's client_max_body_size follows it."),
         Variable("BKLOG_INGEST_MAX_LINES", "int", 10000, "Most lines accepted in one ingest batch."),
         Variable("BKLOG_SEARCH_DEFAULT_SIZE", "int", 50, "Hits per search page when size is not given."),
         Variable("BKLOG_SEARCH_MAX_SIZE", "int", 1000, "Largest size a search may ask for."),
+        Variable("BKLOG_SEARCH_TIMEOUT", "int", 10, "Seconds the database may spend on one search (or an index set's line count); past it the request is refused with 422 and the worker is free again. Below GUNICORN_TIMEOUT."),
+        Variable("BKLOG_INLINE_EXPORT_TIMEOUT", "int", 30, "Without a broker (embedded mode) an export runs inside its request: seconds it may take before the job fails with a clear error (narrow it, or run the async_export workers). Below GUNICORN_TIMEOUT."),
         Variable("BKLOG_EXPORT_TTL_HOURS", "int", 24, "Hours an export file is kept before it expires."),
         Variable("BKLOG_EXPORT_MAX_LINES", "int", 1000000, "Most lines one export job writes."),
         Variable("BKLOG_STATIC_ROOT", "str", "", "collectstatic target. Empty: $BKLOG_DATA_DIR/static."),
@@ -174,9 +177,13 @@ class Config:
             problems.append("BKLOG_PIPELINE_MODE=async needs REDIS_URL (the Celery broker)")
         for name in ("BKLOG_INGEST_MAX_BYTES", "BKLOG_INGEST_MAX_LINES", "BKLOG_SEARCH_MAX_SIZE",
                      "BKLOG_SEARCH_DEFAULT_SIZE", "BKLOG_EXPORT_TTL_HOURS", "BKLOG_EXPORT_MAX_LINES",
-                     "GUNICORN_TIMEOUT", "GUNICORN_MAX_REQUESTS"):
+                     "GUNICORN_TIMEOUT", "GUNICORN_MAX_REQUESTS", "BKLOG_SEARCH_TIMEOUT", "BKLOG_INLINE_EXPORT_TIMEOUT"):
             if self[name] <= 0:
                 problems.append(f"{name}={self[name]} must be a positive integer")
+        for name in ("BKLOG_SEARCH_TIMEOUT", "BKLOG_INLINE_EXPORT_TIMEOUT"):
+            if self[name] >= self["GUNICORN_TIMEOUT"]:
+                problems.append(f"{name}={self[name]} must be below GUNICORN_TIMEOUT={self['GUNICORN_TIMEOUT']} "
+                                "(gunicorn would kill the worker first)")
         if self["BKLOG_SEARCH_BACKEND"] not in ("database", "opensearch"):
             problems.append(f"BKLOG_SEARCH_BACKEND={self['BKLOG_SEARCH_BACKEND']!r} is not one of database, opensearch")
         if self["BKLOG_SEARCH_BACKEND"] == "opensearch":

@@ -8,12 +8,18 @@ import logging
 import multiprocessing
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from bklog import consul_registration
-from bklog.config import Config
+from bklog.config import Config, ConfigError
 
-_config = Config()
+try:
+    _config = Config()
+    _config.validate()
+except ConfigError as exc:  # one line and exit 2, as `bklog` does: not a traceback
+    print(f"bklog: configuration: {exc}", file=sys.stderr)
+    sys.exit(2)
 
 bind = [_config["GUNICORN_BIND"]]
 workers = _config["GUNICORN_WORKERS"] or 2 * multiprocessing.cpu_count()
@@ -32,6 +38,9 @@ errorlog = "-"
 loglevel = _config["BKLOG_LOG_LEVEL"].lower()
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
 proc_name = "bklog-api"
+# gunicornc's control socket (gunicorn 25+) would go to ~/.gunicorn, shared by every gunicorn of
+# the user (and not writable for the service user): nothing here uses it.
+control_socket_disable = True
 umask = 0o007  # the unix socket is reachable by the bklog group (nginx joins it), not by everyone
 forwarded_allow_ips = "127.0.0.1"
 

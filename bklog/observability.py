@@ -19,6 +19,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
 import bklog
+from bklog.logs.errors import allow
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class MetricsMiddleware:
         return response
 
 
+@allow("GET", "HEAD")
 def healthz(request):
     """Liveness: the process answers. Touches no dependency."""
     return JsonResponse({"status": "ok", "version": bklog.__version__})
@@ -124,6 +126,7 @@ READINESS_CHECKS = {
 }
 
 
+@allow("GET", "HEAD")
 def readyz(request):
     """Readiness: database, schema, log index and broker reachable; 503 naming what failed."""
     results, failed = {}, []
@@ -182,6 +185,7 @@ class StateCollector:
         yield info
 
 
+@allow("GET", "HEAD")
 def metrics(request):
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

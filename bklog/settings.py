@@ -30,9 +30,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "bklog.logs.errors.JsonErrorsMiddleware",  # outermost: every refusal JSON, never the debug page
     "bklog.observability.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",  # token-authenticated API views are exempt
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -80,6 +82,8 @@ BKLOG_INGEST_MAX_BYTES = CONFIG["BKLOG_INGEST_MAX_BYTES"]
 BKLOG_INGEST_MAX_LINES = CONFIG["BKLOG_INGEST_MAX_LINES"]
 BKLOG_SEARCH_DEFAULT_SIZE = CONFIG["BKLOG_SEARCH_DEFAULT_SIZE"]
 BKLOG_SEARCH_MAX_SIZE = CONFIG["BKLOG_SEARCH_MAX_SIZE"]
+BKLOG_SEARCH_TIMEOUT = CONFIG["BKLOG_SEARCH_TIMEOUT"]
+BKLOG_INLINE_EXPORT_TIMEOUT = CONFIG["BKLOG_INLINE_EXPORT_TIMEOUT"]
 BKLOG_EXPORT_TTL_HOURS = CONFIG["BKLOG_EXPORT_TTL_HOURS"]
 BKLOG_EXPORT_MAX_LINES = CONFIG["BKLOG_EXPORT_MAX_LINES"]
 BKLOG_EXPORT_DIR = DATA_DIR / "exports"
@@ -98,6 +102,12 @@ BKLOG_OPENSEARCH_TIMEOUT = CONFIG["BKLOG_OPENSEARCH_TIMEOUT"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# HSTS on answers to HTTPS requests (nginx terminates TLS and says so in X-Forwarded-Proto).
+SECURE_HSTS_SECONDS = CONFIG["BKLOG_HSTS_SECONDS"]
+# nginx redirects HTTP to HTTPS for clients; gunicorn itself is reached over a unix socket or
+# loopback, where a redirect would only break nginx's and Consul's own health checks.
+SILENCED_SYSTEM_CHECKS = ["security.W008"]
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE = BKLOG_ENV != "dev"
 
 # Celery: routes, limits and the beat schedule come from app.yml (bklog/celery_app.py).
 CELERY_BROKER_URL = REDIS_URL or "memory://"

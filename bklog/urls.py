@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from bklog import observability
 from bklog.logs import es_views, views
@@ -17,10 +17,14 @@ urlpatterns = [
     # Elasticsearch-compatible, for log shippers (bklog/logs/es_views.py): after every route above.
     path("", es_views.root, name="es_root"),
     path("_bulk", es_views.bulk, name="es_bulk"),
+    path("_license", es_views.license, name="es_license"),
+    path("_cluster/health", es_views.cluster_health, name="es_cluster_health"),
+    path("_cluster/health/<str:name>", es_views.cluster_health, name="es_cluster_health_index"),
     path("_template/<str:name>", es_views.template, name="es_template"),
     path("_index_template/<str:name>", es_views.template, name="es_index_template"),
     path("<str:name>/_bulk", es_views.bulk, name="es_index_bulk"),
     path("<str:name>", es_views.index, name="es_index"),
+    re_path(r"^_", es_views.unknown, name="es_unknown"),  # any other engine API: its JSON error
 ]
 
 handler400 = "bklog.logs.errors.bad_request"

@@ -31,3 +31,16 @@ def api_token(request) -> ApiToken | None:
 
 def ingest_token_matches(index_set: IndexSet, token: str | None) -> bool:
     return bool(token) and hash_token(token) == index_set.ingest_token_hash
+
+
+def ingest_index_set(token: str | None) -> IndexSet | None:
+    """The index set whose ingest token this is (one each: the hash is unique)."""
+    if not token:
+        return None
+    return IndexSet.objects.filter(ingest_token_hash=hash_token(token)).first()
+
+
+def token_is_known(request) -> bool:
+    """Any valid credential (an ingest token or an API token): what anonymous requests lack."""
+    token = bearer_token(request)
+    return ingest_index_set(token) is not None or api_token(request) is not None

@@ -1,15 +1,109 @@
-"""JSON error pages: the API never answers HTML."""
+"""JSON refusals, whatever went wrong and in every environment: the API never answers HTML.
 
-from django.http import JsonResponse
+`JsonErrorsMiddleware` is the outermost middleware: an exception from a view or from another
+middleware becomes a JSON 500 (logged with its traceback, never shown: Django's debug page holds
+settings and source), a database that cannot be reached a JSON 503 with Retry-After, and any other
+non-JSON error response (Django's own 400/403/404/405 pages, DisallowedHost, the debug 404) its
+JSON equivalent. It also sets the headers every API answer carries.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from http import HTTPStatus
+
+from django.conf import settings
+from django.db import DatabaseError, InterfaceError, OperationalError
+from django.http import HttpResponse, JsonResponse
+
+log = logging.getLogger("bklog.errors")
+RETRY_AFTER_SECONDS = "5"
+# What an API answer may load or embed: nothing (the answers are JSON and files).
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
+
+def error(status: int, message: str, param: str | None = None, **extra) -> JsonResponse:
+    """The API's refusal: {"error": ..., "param": ...} (param names the offending input, if one)."""
+    response = JsonResponse({"error": message, "param": param, **extra}, status=status)
+    if status in (429, 503):
+        response["Retry-After"] = RETRY_AFTER_SECONDS
+    return response
+
+
+def allow(*methods: str):
+    """Like require_http_methods, with a JSON 405 naming the allowed methods."""
+    allowed = [m.upper() for m in methods]
+
+    def decorate(view):
+        @functools.wraps(view)
+        def wrapper(request, *args, **kwargs):
+            if request.method not in allowed:
+                response = error(405, f"method {request.method} is not allowed here; use {', '.join(allowed)}",
+                                 param="method")
+                response["Allow"] = ", ".join(allowed)
+                return response
+            return view(request, *args, **kwargs)
+        return wrapper
+    return decorate
+
+
+def _unavailable(exc: Exception) -> bool:
+    """A database that is down, restarting or busy (not a bad query): worth a retry."""
+    if isinstance(exc, InterfaceError):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    text = str(exc).lower()
+    return any(s in text for s in ("connect", "terminat", "locked", "server closed", "shutdown",
+                                   "read-only", "recovery", "timeout expired"))
+
+
+class JsonErrorsMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if response.status_code >= 400 and not response.get("Content-Type", "").startswith("application/json"):
+            response = self._as_json(request, response)
+        if not request.path.startswith(settings.STATIC_URL):
+            response.setdefault("Cache-Control", "no-store")
+            response.setdefault("Content-Security-Policy", API_CSP)
+        return response
+
+    def process_exception(self, request, exception):
+        if isinstance(exception, DatabaseError) and _unavailable(exception):
+            log.warning("database unavailable for %s %s: %s", request.method, request.path, exception)
+            return error(503, f"the database is unavailable ({exception.__class__.__name__}); retry later")
+        log.error("internal error on %s %s", request.method, request.path, exc_info=exception)
+        return error(500, "internal server error (logged by the server)")
+
+    @staticmethod
+    def _as_json(request, response) -> HttpResponse:
+        status = response.status_code
+        if status == 404:
+            message = f"no such endpoint: {request.path}"
+        elif status == 405:
+            message = f"method {request.method} is not allowed here; use {response.get('Allow', '')}"
+        elif status >= 500:
+            message = "internal server error (logged by the server)"
+        else:
+            message = HTTPStatus(status).phrase.lower() if status in HTTPStatus._value2member_map_ else "refused"
+        replacement = error(status, message)
+        for header in ("Allow", "WWW-Authenticate", "Retry-After"):
+            if header in response:
+                replacement[header] = response[header]
+        return replacement
 
 
 def bad_request(request, exception=None):
-    return JsonResponse({"error": "bad request"}, status=400)
+    return error(400, "bad request")
 
 
 def not_found(request, exception=None):
-    return JsonResponse({"error": f"no such endpoint: {request.path}"}, status=404)
+    return error(404, f"no such endpoint: {request.path}")
 
 
 def server_error(request):
-    return JsonResponse({"error": "internal server error"}, status=500)
+    return error(500, "internal server error (logged by the server)")

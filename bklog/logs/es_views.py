@@ -1,21 +1,29 @@
 """The Elasticsearch-compatible endpoints shippers call (bklog/logs/esbulk.py has the bulk API):
-`GET /` (version), `HEAD|GET /<index>`, index templates, and `POST /_bulk`, `/<index>/_bulk`.
-Every answer carries `X-Elastic-Product: Elasticsearch`: the official clients refuse a server
-without it. Index names are index set names; an index set is never created by a shipper."""
+`GET /` (version), `GET /_license`, `GET /_cluster/health`, `HEAD|GET /<index>`, index
+templates, and `POST /_bulk`, `/<index>/_bulk`. Every answer carries `X-Elastic-Product:
+Elasticsearch`: the official clients refuse a server without it. Index names are index set names;
+an index set is never created by a shipper.
+
+Every endpoint wants a valid credential (an ingest token, or an API token) before it says
+anything: without one, 401 and nothing else. An ingest token is asked about its own index set
+only: another name is a 403 whether it exists or not (as Elasticsearch's security answers), so
+a token cannot tell which index sets exist."""
 
 from __future__ import annotations
+
+import re
 
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_http_methods
 
 import bklog
-from bklog.logs import auth, esbulk
+from bklog.logs import auth, bodies, esbulk
 from bklog.logs.models import IndexSet
 
 # What shippers read to pick their protocol: an 8.x server (the bulk format is the same from 7.x).
 COMPATIBLE_VERSION = "8.17.0"
+INDEX_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 
 
 def _answer(body: dict | None, status: int = 200) -> HttpResponse:
@@ -28,19 +36,45 @@ def _error(status: int, kind: str, reason: str, **extra) -> HttpResponse:
     return _answer(esbulk.BulkRequestError(status, kind, reason).body() | extra, status)
 
 
-def _unauthorized() -> HttpResponse:
-    response = _error(401, "security_exception", "missing authentication credentials: send the index set's ingest "
-                      "token as a Bearer token or as the basic-auth password")
+def _unauthorized(reason: str = "missing authentication credentials: send the index set's ingest token "
+                                "as a Bearer token or as the basic-auth password") -> HttpResponse:
+    response = _error(401, "security_exception", reason)
     response["WWW-Authenticate"] = 'Basic realm="bklog", charset="UTF-8"'
     return response
 
 
-def _may_read(request, index_set: IndexSet) -> bool:
-    token = auth.bearer_token(request)
-    return auth.ingest_token_matches(index_set, token) or auth.api_token(request) is not None
+def _methods(*allowed: str):
+    """A 405 in the engine's shape for any other method."""
+    def decorate(view):
+        def wrapper(request, *args, **kwargs):
+            if request.method not in allowed:
+                response = _answer({"error": f"Incorrect HTTP method for uri [{request.path}] and method "
+                                             f"[{request.method}], allowed: [{', '.join(allowed)}]", "status": 405}, 405)
+                response["Allow"] = ", ".join(allowed)
+                return response
+            return view(request, *args, **kwargs)
+        wrapper.__name__ = view.__name__
+        return wrapper
+    return decorate
 
 
-@require_http_methods(["GET", "HEAD"])
+def authenticated(view):
+    """401 unless the request carries an ingest token or an API token; the view gets which."""
+    def wrapper(request, *args, **kwargs):
+        token = auth.bearer_token(request)
+        if token is None:
+            return _unauthorized()
+        request.ingest_index_set = auth.ingest_index_set(token)
+        request.api_token = None if request.ingest_index_set else auth.api_token(request)
+        if request.ingest_index_set is None and request.api_token is None:
+            return _unauthorized("unable to authenticate: the token is not an ingest token nor an API token")
+        return view(request, *args, **kwargs)
+    wrapper.__name__ = view.__name__
+    return wrapper
+
+
+@_methods("GET", "HEAD")
+@authenticated
 def root(request):
     return _answer({
         "name": "bklog",
@@ -53,20 +87,53 @@ def root(request):
     })
 
 
-@require_http_methods(["GET", "HEAD"])
-def index(request, name: str):
-    if auth.bearer_token(request) is None:
-        return _unauthorized()
-    index_set = IndexSet.objects.filter(name=name).first()
+@_methods("GET", "HEAD")
+@authenticated
+def license(request):
+    """A basic licence, as an Elasticsearch without a paid one answers (Filebeat asks on connect)."""
+    return _answer({"license": {"status": "active", "uid": "bklog", "type": "basic", "issue_date": "1970-01-01T00:00:00.000Z",
+                                "issue_date_in_millis": 0, "max_nodes": 1000, "max_resource_units": None,
+                                "issued_to": "bklog", "issuer": "elasticsearch", "start_date_in_millis": -1}})
+
+
+@_methods("GET", "HEAD")
+@authenticated
+def cluster_health(request, name: str | None = None):
+    return _answer({"cluster_name": "bklog", "status": "green", "timed_out": False, "number_of_nodes": 1,
+                    "number_of_data_nodes": 1, "active_primary_shards": 0, "active_shards": 0,
+                    "relocating_shards": 0, "initializing_shards": 0, "unassigned_shards": 0,
+                    "delayed_unassigned_shards": 0, "number_of_pending_tasks": 0, "number_of_in_flight_fetch": 0,
+                    "task_max_waiting_in_queue_millis": 0, "active_shards_percent_as_number": 100.0})
+
+
+def _readable(request, name: str) -> IndexSet | HttpResponse:
+    """The index set `name`, if this credential may know about it."""
+    if not INDEX_NAME.match(name):
+        if name.startswith("_"):
+            return _error(400, "illegal_argument_exception", f"no handler found for uri [{request.path}] and method [{request.method}]")
+        return _error(400, "invalid_index_name_exception", f"Invalid index name [{name}], must be lowercase letters, "
+                      "digits, '_' and '-', starting with a letter or digit", index=name)
+    own = request.ingest_index_set
+    if own is not None and own.name != name:
+        return _error(403, "security_exception", f"the token may not read index [{name}]")
+    index_set = own or IndexSet.objects.filter(name=name).first()
     if index_set is None:
         return _error(404, "index_not_found_exception", f"no such index [{name}]", index=name)
-    if not _may_read(request, index_set):
-        return _error(403, "security_exception", f"the token may not read index [{name}]")
+    return index_set
+
+
+@_methods("GET", "HEAD")
+@authenticated
+def index(request, name: str):
+    found = _readable(request, name)
+    if isinstance(found, HttpResponse):
+        return found
     return _answer({name: {"aliases": {}, "mappings": {}, "settings": {"index": {"provided_name": name}}}})
 
 
 @csrf_exempt
-@require_http_methods(["GET", "HEAD", "PUT", "POST"])
+@_methods("GET", "HEAD", "PUT", "POST")
+@authenticated
 def template(request, name: str):
     """Shippers install templates before sending: acknowledged and ignored (an index set has no
     mapping to set); reading one finds none."""
@@ -76,20 +143,28 @@ def template(request, name: str):
 
 
 @csrf_exempt
-@require_http_methods(["POST", "PUT"])
+@_methods("POST", "PUT")
 def bulk(request, name: str | None = None):
     token = auth.bearer_token(request)
     if token is None:
         return _unauthorized()
-    limit = settings.BKLOG_INGEST_MAX_BYTES
+    index_set = auth.ingest_index_set(token)
+    if index_set is None:
+        if auth.api_token(request) is not None:
+            return _error(403, "security_exception", "API tokens search and export; ingest needs an index set's ingest token")
+        return _unauthorized("unable to authenticate: the token is not an index set's ingest token")
     try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
-    # A declared length over the limit is refused unread; a body without one is read one past it.
-    if declared > limit or len(body := request.read(limit + 1)) > limit:
-        return _error(413, "illegal_argument_exception", f"body exceeds the ingest limit of {limit} bytes")
+        body = bodies.read_body(request, settings.BKLOG_INGEST_MAX_BYTES, "ingest limit")
+    except bodies.BodyError as exc:
+        kind = "parse_exception" if exc.status == 400 else "illegal_argument_exception"
+        return _error(exc.status, kind, exc.message)
     try:
-        return _answer(esbulk.run(body, name, token))
+        return _answer(esbulk.run(body, name, index_set))
     except esbulk.BulkRequestError as exc:
         return _answer(exc.body(), exc.status)
+
+
+@csrf_exempt
+def unknown(request, *args, **kwargs):
+    """Another engine API (`/_nodes`, `/_ilm/...`): the engine's JSON error, never HTML."""
+    return _error(400, "illegal_argument_exception", f"no handler found for uri [{request.path}] and method [{request.method}]")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.utils import timezone
 
-from bklog.logs import auth, ingest
+from bklog.logs import ingest, values
 from bklog.logs.models import IndexSet
 from bklog.logs.parsing import LineError, parse_line
 
@@ -69,7 +69,7 @@ def parse(body: bytes, url_index: str | None) -> list[Item]:
             continue
         try:
             action_line = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, nested past the limit
             raise BulkRequestError(400, "x_content_parse_exception",
                                    f"[{number}:{getattr(exc, 'colno', 1)}] Malformed action/metadata line [{number}]: not JSON") from None
         if not isinstance(action_line, dict) or len(action_line) != 1:
@@ -84,6 +84,10 @@ def parse(body: bytes, url_index: str | None) -> list[Item]:
         if not isinstance(meta, dict):
             raise BulkRequestError(400, "illegal_argument_exception",
                                    f"Malformed action/metadata line [{number}], expected START_OBJECT but found [{type(meta).__name__}]")
+        for key in ("_index", "_id"):
+            if isinstance(meta.get(key), (dict, list, float)) or (isinstance(meta.get(key), str) and not _storable(meta[key])):
+                raise BulkRequestError(400, "illegal_argument_exception",
+                                       f"Malformed action/metadata line [{number}], expected a simple value for field [{key}]")
         index = meta.get("_index") or url_index
         if not index:
             raise BulkRequestError(400, "action_request_validation_exception", "Validation Failed: 1: index is missing;")
@@ -101,24 +105,31 @@ def parse(body: bytes, url_index: str | None) -> list[Item]:
     return items
 
 
-def check_item(item: Item, index_set: IndexSet | None, token: str | None, received_at) -> None:
+def _storable(text: str) -> bool:
+    try:
+        values.check_text(text)
+    except values.BadValue:
+        return False
+    return True
+
+
+def check_item(item: Item, index_set: IndexSet, received_at) -> None:
+    """`index_set` is the token's own: an ingest token writes to its index set only, and whether
+    another index exists is not told (403 either way, as Elasticsearch's security does)."""
     if item.action not in WRITE_ACTIONS:
         item.fail(400, "illegal_argument_exception",
                   f"BK LOG keeps log lines append-only: [{item.action}] is not supported")
         return
-    if index_set is None:
-        item.fail(404, "index_not_found_exception", f"no such index [{item.index}]",
-                  index=item.index, **{"resource.type": "index_or_alias", "resource.id": item.index})
-        return
-    if not auth.ingest_token_matches(index_set, token):
+    if item.index != index_set.name:
         item.fail(403, "security_exception",
                   f"action [indices:data/write/bulk[s]] is unauthorized: the token may not ingest into [{item.index}]")
         return
     try:
         document = json.loads(item.source)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # not JSON or not UTF-8; nested past Python's limit
+        reason = str(exc) if not isinstance(exc, RecursionError) else f"nested more than {values.MAX_DEPTH} levels deep"
         item.fail(400, "mapper_parsing_exception", "failed to parse",
-                  caused_by={"type": "json_parse_exception", "reason": str(exc)})
+                  caused_by={"type": "json_parse_exception", "reason": reason})
         return
     if not isinstance(document, dict):
         item.fail(400, "mapper_parsing_exception", "failed to parse: the document must be a JSON object")
@@ -131,23 +142,23 @@ def check_item(item: Item, index_set: IndexSet | None, token: str | None, receiv
     item.parsed = document
 
 
-def run(body: bytes, url_index: str | None, token: str | None) -> dict:
+def run(body: bytes, url_index: str | None, index_set: IndexSet) -> dict:
+    """A bulk request with the ingest token of `index_set` (the caller has checked it)."""
     started = time.monotonic()
     items = parse(body, url_index)
     if len(items) > settings.BKLOG_INGEST_MAX_LINES:
         raise BulkRequestError(413, "illegal_argument_exception",
                                f"bulk request has {len(items)} items; the limit is {settings.BKLOG_INGEST_MAX_LINES}")
     received_at = timezone.now()
-    index_sets = {s.name: s for s in IndexSet.objects.filter(name__in={item.index for item in items})}
     for item in items:
-        check_item(item, index_sets.get(item.index), token, received_at)
+        check_item(item, index_set, received_at)
     by_index: dict[str, list[Item]] = {}
     for item in items:
         if not item.failed:
             by_index.setdefault(item.index, []).append(item)
     for name, group in by_index.items():
         try:
-            accepted = ingest.accept(index_sets[name], [item.parsed for item in group])
+            accepted = ingest.accept(index_set, [item.parsed for item in group])
         except ingest.BatchRejected as exc:
             # Nothing of this index set's items was stored: each is reported failed, to retry.
             status, kind = (429, "es_rejected_execution_exception") if exc.status == 503 else (exc.status, "illegal_argument_exception")

@@ -4,20 +4,35 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import socket
+import time
 from datetime import timedelta
 from typing import IO, Iterator
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.db.models.functions import Length
 from django.utils import timezone
 
+from bklog.logs import deadline as budget
 from bklog.logs.models import ExportChunk, ExportJob, IndexSet, line_hit
 from bklog.logs.search import SearchRequest
 from bklog.logs.store import line_store
 
 CSV_COLUMNS = ["timestamp", "message", "fields"]
+# A running job says it is alive this often; one silent for STALE_AFTER lost its process (killed,
+# out of memory, host gone) and is marked failed instead of staying `running` for ever.
+HEARTBEAT_SECONDS = 10
+STALE_AFTER = timedelta(seconds=12 * HEARTBEAT_SECONDS)
+# OWASP's CSV injection: a spreadsheet runs a cell starting with these as a formula.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(text: str) -> str:
+    """A cell a spreadsheet shows as text: a leading formula character is escaped with a quote."""
+    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 def iter_lines(index_set: IndexSet, request: SearchRequest, after=None, limit: int | None = None) -> Iterator:
@@ -26,7 +41,8 @@ def iter_lines(index_set: IndexSet, request: SearchRequest, after=None, limit: i
     return line_store().iter_lines(index_set, request, after=after, limit=limit)
 
 
-def write_lines(lines: Iterator, out: IO[str], fmt: str) -> int:
+def write_lines(lines: Iterator, out: IO[str], fmt: str, progress=None) -> int:
+    """`progress(count)` is called between lines (a heartbeat, a time budget)."""
     count = 0
     writer = csv.writer(out) if fmt == "csv" else None
     if writer:
@@ -34,10 +50,13 @@ def write_lines(lines: Iterator, out: IO[str], fmt: str) -> int:
     for line in lines:
         rec = line_hit(line)  # an exported line is written as the search API shows it
         if writer:
-            writer.writerow([rec["timestamp"], rec["message"], json.dumps(rec["fields"], sort_keys=True, ensure_ascii=False)])
+            writer.writerow([csv_cell(rec["timestamp"]), csv_cell(rec["message"]),
+                             csv_cell(json.dumps(rec["fields"], sort_keys=True, ensure_ascii=False))])
         else:
             out.write(json.dumps(rec, ensure_ascii=False) + "\n")
         count += 1
+        if progress is not None:
+            progress(count)
     return count
 
 
@@ -47,20 +66,41 @@ def export_path(job: ExportJob):
     return settings.BKLOG_EXPORT_DIR / f"{job.id}.{job.format}"
 
 
-def run_job(job: ExportJob) -> ExportJob:
+def _heartbeat(job: ExportJob):
+    last = time.monotonic()
+
+    def beat(count: int) -> None:
+        nonlocal last
+        if time.monotonic() - last >= HEARTBEAT_SECONDS:
+            ExportJob.objects.filter(pk=job.pk, status=ExportJob.RUNNING).update(heartbeat_at=timezone.now())
+            last = time.monotonic()
+    return beat
+
+
+def run_job(job: ExportJob, timeout: float | None = None, raise_errors: bool = True) -> ExportJob:
     """Write the job's file on local disk (streamed: flat memory at any size), then store it in
     the database in ExportChunk pieces and mark the job done in the same transaction: a job is
     done only with its whole file where any API host can read it. A redelivered task replaces
-    pieces left by an interrupted run."""
+    pieces left by an interrupted run. `timeout`: seconds the whole job may take (an export run
+    inside a request); past it the job fails, saying so."""
     job.status = ExportJob.RUNNING
-    job.save(update_fields=["status"])
+    job.worker = f"{socket.gethostname()}:{os.getpid()}"[:100]
+    job.heartbeat_at = timezone.now()
+    job.error = ""
+    job.save(update_fields=["status", "worker", "heartbeat_at", "error"])
     path = export_path(job)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".part")
+    tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.part")  # a redelivered run writes its own
+    beat = _heartbeat(job)
     try:
         request = SearchRequest.from_dict(job.query)
-        with open(tmp, "w", encoding="utf-8", newline="") as out:
-            count = write_lines(iter_lines(job.index_set, request, limit=settings.BKLOG_EXPORT_MAX_LINES), out, job.format)
+        with budget.database_deadline(timeout) if timeout else _no_deadline() as ends:
+            def progress(count: int) -> None:
+                beat(count)
+                budget.check(ends, timeout)
+            with open(tmp, "w", encoding="utf-8", newline="") as out:
+                count = write_lines(iter_lines(job.index_set, request, limit=settings.BKLOG_EXPORT_MAX_LINES), out,
+                                    job.format, progress)
         now = timezone.now()
         with transaction.atomic(), open(tmp, "rb") as stored:
             ExportChunk.objects.filter(job=job).delete()
@@ -76,13 +116,45 @@ def run_job(job: ExportJob) -> ExportJob:
             job.save(update_fields=["status", "line_count", "file_name", "finished_at", "expires_at"])
     except Exception as exc:
         job.status = ExportJob.FAILED
-        job.error = f"{exc.__class__.__name__}: {exc}"
+        if isinstance(exc, budget.DeadlineExceeded):
+            job.error = (f"the export was {exc} (BKLOG_INLINE_EXPORT_TIMEOUT) without a worker to run it: narrow the "
+                         "search (start, end, fields), or run the async_export workers (REDIS_URL)")
+        else:
+            job.error = f"{exc.__class__.__name__}: {exc}"
         job.finished_at = timezone.now()
         job.save(update_fields=["status", "error", "finished_at"])
-        raise
+        if raise_errors:
+            raise
     finally:
         tmp.unlink(missing_ok=True)
     return job
+
+
+class _no_deadline:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _stale(now) -> Q:
+    return Q(status=ExportJob.RUNNING) & (Q(heartbeat_at__lt=now - STALE_AFTER)
+                                         | Q(heartbeat_at__isnull=True, created_at__lt=now - STALE_AFTER))
+
+
+def fail_stale_jobs(queryset=None) -> int:
+    """Running jobs whose process stopped beating (killed, host lost): failed, saying so. A task
+    redelivered later may still finish such a job (then it is done after all)."""
+    now = timezone.now()
+    jobs = (queryset if queryset is not None else ExportJob.objects.all()).filter(_stale(now))
+    return jobs.update(status=ExportJob.FAILED, finished_at=now,
+                       error=f"the process writing this export stopped (no sign of life for "
+                             f"{int(STALE_AFTER.total_seconds())} s): ask for the export again")
+
+
+def fail_if_stale(job: ExportJob) -> bool:
+    return job.status == ExportJob.RUNNING and fail_stale_jobs(ExportJob.objects.filter(pk=job.pk)) > 0
 
 
 def stored_file(job: ExportJob) -> tuple[Iterator[bytes], int] | None:

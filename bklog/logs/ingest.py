@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from bklog.logs import values
 from bklog.logs.models import IndexSet, IngestBatch
 from bklog.logs.parsing import LineError, parse_line
 from bklog.logs.store import line_store
@@ -28,8 +29,21 @@ class BatchRejected(Exception):
         self.line_errors = line_errors or []
 
 
+def split_lines(text: str) -> list[str]:
+    """Newline-delimited text: lines end at \n (or \r\n) only. str.splitlines would also split at
+    form feed, vertical tab, \x1c-\x1e, U+0085 and U+2028, storing one log line as two."""
+    lines = []
+    for line in text.split("\n"):
+        if line.endswith("\r"):
+            line = line[:-1]
+        if line.strip():
+            lines.append(line)
+    return lines
+
+
 def decode_body(body: bytes, content_type: str) -> list:
-    """A JSON array of strings/objects (application/json), else newline-delimited text."""
+    """A JSON array of strings/objects (application/json), else newline-delimited text. Lines
+    are checked one by one later (parse_batch), so a bad value is reported with its line number."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -39,12 +53,16 @@ def decode_body(body: bytes, content_type: str) -> list:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise BatchRejected(400, f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        except RecursionError:
+            raise BatchRejected(400, f"body is nested more than {values.MAX_DEPTH} levels deep") from None
+        except ValueError as exc:  # an integer longer than Python reads
+            raise BatchRejected(400, f"body is not valid JSON: {exc}") from None
         if isinstance(data, dict) and isinstance(data.get("lines"), list):
             data = data["lines"]
         if not isinstance(data, list):
             raise BatchRejected(400, "JSON body must be an array of lines (strings or objects)")
         return data
-    return [line for line in text.splitlines() if line.strip()]
+    return split_lines(text)
 
 
 def parse_batch(index_set: IndexSet, lines: list, received_at: datetime) -> list[tuple]:

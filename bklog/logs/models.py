@@ -126,6 +126,9 @@ class ExportJob(models.Model):
     line_count = models.PositiveIntegerField(default=0)
     file_name = models.CharField(max_length=200, blank=True, default="")
     error = models.TextField(blank=True, default="")
+    # Who runs it (host:pid) and when it last said so: a job silent for long lost its process.
+    worker = models.CharField(max_length=100, blank=True, default="", db_default="")  # old releases omit it
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     def as_dict(self) -> dict:
         return {

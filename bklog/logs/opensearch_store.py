@@ -46,34 +46,37 @@ class IndexingError(RuntimeError):
     """Some documents of a bulk were refused; the batch is retried whole (same ids)."""
 
 
+def _term_name(name: str) -> str:
+    # '=' and '\\' escaped in the name, so "a=b" + "c" and "a" + "b=c" are different terms.
+    return name.replace("\\", "\\\\").replace("=", "\\=")
+
+
+def _term(name: str, value) -> str | None:
+    """The "name=value" term of one scalar (None for objects and arrays)."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, int):
+        text = str(value)
+    elif isinstance(value, float):
+        text = str(int(value)) if value.is_integer() else repr(value)
+    elif isinstance(value, str):
+        text = value
+    else:
+        return None
+    return f"{_term_name(name)}={text}"
+
+
 def field_terms(fields: dict) -> list[str]:
     """"name=value" for each top-level scalar: what a field.NAME=VALUE filter looks up."""
-    terms = []
-    for name, value in fields.items():
-        if isinstance(value, bool):
-            terms.append(f"{name}={'true' if value else 'false'}")
-        elif isinstance(value, int):
-            terms.append(f"{name}={value}")
-        elif isinstance(value, float):
-            terms.append(f"{name}={int(value)}" if value.is_integer() else f"{name}={value!r}")
-        elif isinstance(value, str):
-            terms.append(f"{name}={value}")
-    return terms
+    return [term for name, value in fields.items() if (term := _term(name, value)) is not None]
 
 
 def filter_terms(name: str, value: str) -> list[str]:
     """What field.NAME=VALUE matches, as the databases' JSON equality does: the string, and the
-    number or boolean it spells."""
-    terms = [f"{name}={value}"]
-    try:
-        number = float(value)
-    except ValueError:
-        number = None
-    if number is not None and number == number and abs(number) != float("inf"):
-        terms.append(f"{name}={int(number)}" if number.is_integer() else f"{name}={number!r}")
-    if value in ("true", "false"):
-        terms.append(f"{name}={value}")
-    return sorted(set(terms))
+    number or boolean it spells (search.field_candidates, shared by every store)."""
+    from bklog.logs.search import field_candidates
+
+    return sorted({_term(name, candidate) for candidate in field_candidates(value)})
 
 
 def to_query(node) -> dict:

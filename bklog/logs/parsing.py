@@ -1,12 +1,25 @@
-"""Turning raw lines into (timestamp, message, fields) by the index set's parse rule."""
+"""Turning raw lines into (timestamp, message, fields) by the index set's parse rule.
+
+Regex rules run on RE2 (google-re2), which matches in time linear in the line whatever the
+pattern: a rule with nested quantifiers such as `(a+)+$` cannot make one line take seconds, as it
+can with Python's backtracking `re`. RE2 has no look-around and no back-references; a rule using
+them is refused when the index set is created. (Index sets created before RE2 with such a rule
+keep working on Python's `re`, and `bklog check` warns about them.)
+"""
 
 from __future__ import annotations
 
 import json
 import re
 from datetime import datetime, timezone
+from functools import lru_cache
+
+import re2
+
+from bklog.logs import values
 
 MAX_LINE_CHARS = 65536
+MAX_PATTERN_CHARS = 1000
 TIMESTAMP_KEYS = ("@timestamp", "timestamp", "time")
 MESSAGE_KEYS = ("message", "msg", "log")
 
@@ -23,14 +36,47 @@ def validate_parse_rule(rule: str) -> tuple[str, str]:
         pattern = rule[len("regex:"):]
         if not pattern:
             raise ValueError("parse rule 'regex:' needs a pattern after the colon")
+        if len(pattern) > MAX_PATTERN_CHARS:
+            raise ValueError(f"parse rule regex is longer than {MAX_PATTERN_CHARS} characters")
+        values.check_text(pattern, "parse rule regex")
         try:
-            compiled = re.compile(pattern)
-        except re.error as exc:
-            raise ValueError(f"parse rule regex does not compile: {exc}") from None
+            compiled = _re2(pattern)
+        except re2.error as exc:
+            reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+            raise ValueError(f"parse rule regex does not compile with RE2 ({reason}); RE2 matches in linear "
+                             "time, so it has no look-around and no back-references") from None
         if not compiled.groupindex:
             raise ValueError("parse rule regex has no named groups, e.g. (?P<level>\\w+)")
         return "regex", pattern
     raise ValueError(f"parse rule {rule!r} is not one of plain, json, regex:PATTERN")
+
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a refused pattern is reported to the client, not to stderr
+
+
+def _re2(pattern: str):
+    return re2.compile(pattern, _RE2_OPTIONS)
+
+
+@lru_cache(maxsize=256)
+def compiled_rule(pattern: str):
+    """RE2 for every rule it accepts; Python's re only for rules stored before RE2 was used."""
+    try:
+        return _re2(pattern)
+    except re2.error:
+        return re.compile(pattern)
+
+
+def in_utc(parsed: datetime) -> datetime:
+    """An aware datetime in UTC (naive means UTC); ValueError when UTC cannot hold it (an offset
+    pushing 9999-12-31 past year 9999, or 0001-01-01 before year 1)."""
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=timezone.utc)
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError("out of range once converted to UTC (years 1 to 9999)") from None
 
 
 def parse_timestamp(value, default: datetime) -> datetime:
@@ -45,14 +91,18 @@ def parse_timestamp(value, default: datetime) -> datetime:
             raise LineError(f"timestamp {value!r} is out of range") from None
     if isinstance(value, str):
         try:
-            parsed = datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise LineError(f"timestamp {value!r} is not ISO 8601") from None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-    raise LineError(f"timestamp {value!r} is not ISO 8601 or epoch seconds")
+            return in_utc(datetime.fromisoformat(value.strip()))
+        except ValueError as exc:
+            reason = "is not ISO 8601" if "out of range" not in str(exc) else str(exc)
+            raise LineError(f"timestamp {value[:100]!r} {reason}") from None
+    raise LineError(f"timestamp {str(value)[:100]!r} is not ISO 8601 or epoch seconds")
 
 
 def _from_object(obj: dict, default_ts: datetime) -> tuple[datetime, str, dict]:
+    try:
+        values.check(obj, "the line")
+    except values.BadValue as exc:
+        raise LineError(str(exc)) from None
     fields = dict(obj)
     ts_value = None
     for key in TIMESTAMP_KEYS:
@@ -71,7 +121,7 @@ def _from_object(obj: dict, default_ts: datetime) -> tuple[datetime, str, dict]:
     return parse_timestamp(ts_value, default_ts), message, fields
 
 
-def parse_line(kind: str, pattern: str, raw, default_ts: datetime, _cache: dict = {}) -> tuple[datetime, str, dict]:
+def parse_line(kind: str, pattern: str, raw, default_ts: datetime) -> tuple[datetime, str, dict]:
     """One raw line (a string, or an object already structured) -> (timestamp, message, fields)."""
     if isinstance(raw, dict):
         return _from_object(raw, default_ts)
@@ -81,18 +131,21 @@ def parse_line(kind: str, pattern: str, raw, default_ts: datetime, _cache: dict 
         raise LineError("empty line")
     if len(raw) > MAX_LINE_CHARS:
         raise LineError(f"line longer than {MAX_LINE_CHARS} characters")
+    try:
+        values.check_text(raw, "the line")
+    except values.BadValue as exc:
+        raise LineError(str(exc)) from None
     if kind == "plain":
         return default_ts, raw, {}
     if kind == "json":
         try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise LineError(f"not valid JSON: {exc.msg} at column {exc.colno}") from None
+            obj = values.loads(raw, "the line")
+        except values.BadValue as exc:
+            raise LineError(str(exc)) from None
         if not isinstance(obj, dict):
             raise LineError("JSON line must be an object")
         return _from_object(obj, default_ts)
-    compiled = _cache.get(pattern) or _cache.setdefault(pattern, re.compile(pattern))
-    match = compiled.search(raw)
+    match = compiled_rule(pattern).search(raw)
     if match is None:
         raise LineError("does not match the index set's regex")
     fields = {k: v for k, v in match.groupdict().items() if v is not None}

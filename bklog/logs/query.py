@@ -16,6 +16,7 @@ from dataclasses import dataclass
 _WORD_CHARS = re.compile(r"\w", re.UNICODE)
 MAX_QUERY_LENGTH = 2000
 MAX_TERMS = 64
+MAX_DEPTH = 16  # parentheses and NOTs inside one another: the parser and compilers recurse
 
 
 class QuerySyntaxError(ValueError):
@@ -97,6 +98,7 @@ class _Parser:
         self.tokens = _tokenize(query)
         self.pos = 0
         self.terms = 0
+        self.depth = 0
 
     def peek(self) -> _Token | None:
         return self.tokens[self.pos] if self.pos < len(self.tokens) else None
@@ -136,19 +138,14 @@ class _Parser:
             if after is not None:
                 raise QuerySyntaxError(f"expected a term after {after.text!r}", self.end_position())
             raise QuerySyntaxError("expected a term", self.end_position())
-        if tok.kind in ("NOT", "MINUS"):
-            self.pos += 1
-            return Not(self.parse_unary(after=tok))
-        if tok.kind == "LPAREN":
-            self.pos += 1
-            if (inner := self.peek()) is not None and inner.kind == "RPAREN":
-                raise QuerySyntaxError("empty parentheses", inner.position)
-            node = self.parse_or()
-            close = self.peek()
-            if close is None or close.kind != "RPAREN":
-                raise QuerySyntaxError("missing ')' for '(' opened", tok.position)
-            self.pos += 1
-            return node
+        if tok.kind in ("NOT", "MINUS", "LPAREN"):
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise QuerySyntaxError(f"more than {MAX_DEPTH} levels of parentheses and NOT", tok.position)
+            try:
+                return self._nested(tok)
+            finally:
+                self.depth -= 1
         if tok.kind in ("WORD", "PHRASE"):
             self.pos += 1
             if not _WORD_CHARS.search(tok.text):
@@ -163,6 +160,19 @@ class _Parser:
                 raise QuerySyntaxError(f"expected a term after {after.text!r}, found {tok.text!r}", tok.position)
             raise QuerySyntaxError(f"{tok.text!r} needs a term before it", tok.position)
         raise QuerySyntaxError(f"unexpected {tok.text!r}", tok.position)
+
+    def _nested(self, tok: _Token):
+        self.pos += 1
+        if tok.kind in ("NOT", "MINUS"):
+            return Not(self.parse_unary(after=tok))
+        if (inner := self.peek()) is not None and inner.kind == "RPAREN":
+            raise QuerySyntaxError("empty parentheses", inner.position)
+        node = self.parse_or()
+        close = self.peek()
+        if close is None or close.kind != "RPAREN":
+            raise QuerySyntaxError("missing ')' for '(' opened", tok.position)
+        self.pos += 1
+        return node
 
 
 def parse(query: str):

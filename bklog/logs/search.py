@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 
 from django.db import connection
-from django.db.models import F, Q, QuerySet
+from django.db.models import BooleanField, F, Q, QuerySet
 from django.db.models.expressions import RawSQL
 
 from bklog.logs import query as querylang
+from bklog.logs import values
 from bklog.logs.models import IndexSet, LogLine
+from bklog.logs.parsing import in_utc
 
-FIELD_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,99}$")
+MAX_FIELD_NAME = 256
+MAX_FIELD_VALUE = 8000
+MAX_FIELD_FILTERS = 20
 TOTAL_EXACT_UP_TO = 10000  # like Elasticsearch's track_total_hits: past it, total is a lower bound
 
 
@@ -61,41 +64,78 @@ def parse_time(param: str, value) -> datetime | None:
         return None
     if not isinstance(value, str):
         raise SearchError(param, f"{param} must be an ISO 8601 string")
+    check_param(param, value)
     try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise SearchError(param, f"{param}={value!r} is not an ISO 8601 date-time") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        return in_utc(datetime.fromisoformat(value.strip()))
+    except ValueError as exc:
+        reason = str(exc) if "out of range" in str(exc) else "is not an ISO 8601 date-time"
+        raise SearchError(param, f"{param}={value[:100]!r} {reason}") from None
+
+
+def check_param(param: str, value: str) -> str:
+    try:
+        return values.check_text(value, param)
+    except values.BadValue as exc:
+        raise SearchError(param, str(exc)) from None
 
 
 def validate(request: SearchRequest) -> object:
     """Check the request; returns the parsed query tree (None: match all)."""
+    if not isinstance(request.q, str):
+        raise SearchError("q", "q must be a string")
+    check_param("q", request.q)
     if request.start and request.end and request.start > request.end:
         raise SearchError("start", f"start ({request.start.isoformat()}) is after end ({request.end.isoformat()})")
+    if len(request.fields) > MAX_FIELD_FILTERS:
+        raise SearchError("fields", f"more than {MAX_FIELD_FILTERS} field filters")
     for name, value in request.fields.items():
-        if not FIELD_NAME.match(name) or "__" in name:
-            raise SearchError(f"field.{name}", f"field name {name!r} may hold letters, digits, '_' and '-' only")
+        param = f"field.{name}"[:MAX_FIELD_NAME + 6]
+        if not isinstance(name, str) or not name or len(name) > MAX_FIELD_NAME:
+            raise SearchError(param, f"a field name is 1 to {MAX_FIELD_NAME} characters")
+        check_param(param, name)
         if not isinstance(value, str):
-            raise SearchError(f"field.{name}", f"field.{name} must be a string")
+            raise SearchError(param, f"{param} must be a string")
+        if len(value) > MAX_FIELD_VALUE:
+            raise SearchError(param, f"{param} is longer than {MAX_FIELD_VALUE} characters")
+        check_param(param, value)
     try:
         return querylang.parse(request.q)
     except querylang.QuerySyntaxError as exc:
         raise SearchError("q", f"malformed query: {exc}") from None
 
 
-def _field_filter(name: str, value: str) -> Q:
-    # JSON equality: match the string, and the number or boolean it spells.
-    condition = Q(**{f"fields__{name}": value})
-    try:
-        condition |= Q(**{f"fields__{name}": int(value)})
-    except ValueError:
-        try:
-            condition |= Q(**{f"fields__{name}": float(value)})
-        except ValueError:
-            pass
+def field_candidates(value: str) -> list:
+    """The JSON values field.NAME=VALUE matches: the string, and the number or boolean it spells
+    (in JSON's grammar: '1e3' is a number, '1_000' and 'nan' are only strings)."""
+    candidates = [value]
+    number = values.as_json_number(value)
+    if number is not None:
+        candidates.append(number)
     if value in ("true", "false"):
-        condition |= Q(**{f"fields__{name}": value == "true"})
-    return condition
+        candidates.append(value == "true")
+    return candidates
+
+
+def _field_filter(name: str, value: str) -> RawSQL:
+    """The line has field `name` (a top-level key, any string) equal to `value`, compared as JSON
+    values. Raw SQL with the name as a parameter: Django's `fields__<name>` would read the name as
+    a lookup path (`field.isnull`, `field.in`, `field.regex`) or an array index (`field.0`)."""
+    candidates = field_candidates(value)
+    if connection.vendor == "postgresql":
+        sql = "(logs_logline.fields -> %s) IN (" + ", ".join(["%s::jsonb"] * len(candidates)) + ")"
+        return RawSQL(sql, [name, *(json.dumps(c) for c in candidates)], output_field=BooleanField())
+    # SQLite: json_each's key is the real key (a JSON path would need escaping SQLite lacks).
+    tests, params = ["(f.type = 'text' AND f.atom = %s)"], [value]
+    for candidate in candidates[1:]:
+        if isinstance(candidate, bool):
+            tests.append("f.type = %s")
+            params.append("true" if candidate else "false")
+        else:
+            tests.append("(f.type IN ('integer', 'real') AND f.atom = %s)")
+            params.append(candidate)
+    sql = ("EXISTS (SELECT 1 FROM json_each(logs_logline.fields) AS f WHERE f.key = %s AND ("
+           + " OR ".join(tests) + "))")
+    return RawSQL(sql, [name, *params], output_field=BooleanField())
 
 
 def _base(index_set: IndexSet, request: SearchRequest) -> QuerySet:
@@ -143,7 +183,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         ts, line_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        return datetime.fromisoformat(ts), int(line_id)
+        parsed = datetime.fromisoformat(ts)
+        if parsed.tzinfo is None or type(line_id) is not int or not 0 <= line_id <= values.INT64_MAX:
+            raise ValueError("not a cursor")
+        return in_utc(parsed), line_id
     except Exception:
         raise SearchError("cursor", "cursor is not one this API returned") from None
 

@@ -69,6 +69,8 @@ def apply_retention() -> dict:
 
 @app.task(acks_late=True)
 def cleanup_exports() -> int:
+    """Expire finished files; fail jobs whose process died mid-export."""
+    exports.fail_stale_jobs()
     return exports.expire_jobs()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import re
 
 from django.conf import settings
@@ -12,29 +11,34 @@ from django.http import JsonResponse, StreamingHttpResponse
 from django.utils import timezone
 from django.utils.http import content_disposition_header
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_http_methods
 
-from bklog.logs import auth, ingest
+from bklog.logs import auth, bodies, exports, ingest, values
+from bklog.logs.deadline import DeadlineExceeded, database_deadline
+from bklog.logs.errors import allow, error
 from bklog.logs.models import ApiToken, ExportJob, IndexSet, hash_token, new_token
 from bklog.logs.parsing import validate_parse_rule
-from bklog.logs.search import SearchError, SearchRequest, parse_time, validate
+from bklog.logs.search import SearchError, SearchRequest, check_param, parse_time, validate
 from bklog.logs.store import StoreUnavailable, line_store
 
 RESERVED_SEARCH_PARAMS = {"q", "start", "end", "size", "cursor"}
 INDEX_SET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
+API_BODY_MAX_BYTES = 1024 * 1024  # index set and export requests: a few hundred bytes in practice
 
 
-def error(status: int, message: str, **extra) -> JsonResponse:
-    return JsonResponse({"error": message, **extra}, status=status)
+class AlreadyExists(ValueError):
+    """create_index_set: the name is taken (the API answers 409)."""
 
 
 def _read_json(request) -> dict | JsonResponse:
     if request.content_type != "application/json":
         return error(415, "send a JSON object with Content-Type: application/json")
     try:
-        data = json.loads(request.body.decode("utf-8") or "null")
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return error(400, f"body is not valid JSON: {exc}")
+        body = bodies.read_body(request, API_BODY_MAX_BYTES)
+        data = values.loads_checked(body or b"null", "body")
+    except bodies.BodyError as exc:
+        return error(exc.status, exc.message)
+    except values.BadValue as exc:
+        return error(400, str(exc))
     if not isinstance(data, dict):
         return error(400, "body must be a JSON object")
     return data
@@ -52,9 +56,10 @@ def _require_api_token(request, admin: bool = False):
 
 
 def _index_set_or_404(name: str):
-    index_set = IndexSet.objects.filter(name=name).first()
+    # A name that cannot be an index set's is not looked up (it may hold what no query should).
+    index_set = IndexSet.objects.filter(name=name).first() if INDEX_SET_NAME.match(name) else None
     if index_set is None:
-        return None, error(404, f"index set {name!r} does not exist")
+        return None, error(404, f"index set {name[:100]!r} does not exist")
     return index_set, None
 
 
@@ -76,6 +81,9 @@ def api_view(admin: bool = False, with_index_set: bool = False):
                 return view(request, *args, **kwargs)
             except StoreUnavailable as exc:
                 return error(503, f"{exc}; retry later")
+            except DeadlineExceeded as exc:
+                return error(422, f"the database was {exc} (BKLOG_SEARCH_TIMEOUT): narrow the search with start "
+                                  "and end, field filters or more words", param="q")
         return wrapper
     return decorate
 
@@ -90,7 +98,7 @@ def create_index_set(name: str, parse: str = "plain", retention_days=7, token: s
     kind, pattern = validate_parse_rule(parse)
     if isinstance(retention_days, bool) or not isinstance(retention_days, int) or not 1 <= retention_days <= 3650:
         raise ValueError(f"retention_days {retention_days!r} must be an integer from 1 to 3650")
-    if token is not None and len(token) < 20:
+    if token is not None and (len(token) < 20 or not token.isprintable() or not token.isascii() or " " in token):
         raise ValueError("an ingest token must be 20 characters or more")
     token = token or new_token("ingest")
     try:
@@ -98,12 +106,12 @@ def create_index_set(name: str, parse: str = "plain", retention_days=7, token: s
             index_set = IndexSet.objects.create(name=name, parse=kind, parse_pattern=pattern,
                                                 retention_days=retention_days, ingest_token_hash=hash_token(token))
     except IntegrityError:
-        raise ValueError(f"index set {name!r} already exists") from None
+        raise AlreadyExists(f"index set {name!r} already exists") from None
     return index_set, token
 
 
 @csrf_exempt
-@require_http_methods(["GET", "POST"])
+@allow("GET", "POST")
 def index_sets(request):
     if request.method == "GET":
         _, refusal = _require_api_token(request)
@@ -121,39 +129,40 @@ def index_sets(request):
         return error(400, f"unknown field(s): {', '.join(unknown)}")
     try:
         index_set, token = create_index_set(data.get("name"), data.get("parse", "plain"), data.get("retention_days", 7))
+    except AlreadyExists as exc:
+        return error(409, str(exc), param="name")
     except ValueError as exc:
-        status = 409 if "already exists" in str(exc) else 400
-        return error(status, str(exc))
+        return error(400, str(exc))
     return JsonResponse({**index_set.as_dict(), "ingest_token": token}, status=201)
 
 
-@require_http_methods(["GET"])
+@allow("GET")
 @api_view(with_index_set=True)
 def index_set_detail(request, index_set: IndexSet):
-    return JsonResponse({**index_set.as_dict(), "lines": line_store().count(index_set)})
+    with database_deadline(settings.BKLOG_SEARCH_TIMEOUT):
+        lines = line_store().count(index_set)
+    return JsonResponse({**index_set.as_dict(), "lines": lines})
 
 
 @csrf_exempt
-@require_http_methods(["POST"])
+@allow("POST")
 def ingest_view(request, name: str):
-    index_set, refusal = _index_set_or_404(name)
-    if refusal:
-        return refusal
+    # The token first: without a valid one nothing is said about index sets (not even whether
+    # `name` exists); a token of another index set gets 403 whether `name` exists or not.
     token = auth.bearer_token(request)
     if token is None:
         return error(401, "missing ingest token: send Authorization: Bearer INGEST_TOKEN")
-    if not auth.ingest_token_matches(index_set, token):
-        return error(403, f"this token may not ingest into {name!r}")
-    limit = settings.BKLOG_INGEST_MAX_BYTES
+    index_set = auth.ingest_index_set(token)
+    if index_set is None:
+        if auth.api_token(request) is not None:
+            return error(403, "API tokens search and export; ingest needs the index set's ingest token")
+        return error(401, "ingest token not recognised")
+    if index_set.name != name:
+        return error(403, f"this token may not ingest into {name[:100]!r}")
     try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
-    if declared > limit:
-        return error(413, f"body of {declared} bytes exceeds the ingest limit of {limit} bytes")
-    body = request.read(limit + 1)
-    if len(body) > limit:
-        return error(413, f"body exceeds the ingest limit of {limit} bytes")
+        body = bodies.read_body(request, settings.BKLOG_INGEST_MAX_BYTES, "ingest limit")
+    except bodies.BodyError as exc:
+        return error(exc.status, exc.message)
     try:
         lines = ingest.decode_body(body, request.content_type or "")
         result = ingest.accept(index_set, lines)
@@ -166,12 +175,14 @@ def ingest_view(request, name: str):
 def _search_request_from_params(params) -> SearchRequest:
     fields = {}
     for key in params:
+        check_param(key[:100], key)
         if key in RESERVED_SEARCH_PARAMS:
+            check_param(key, params[key])
             continue
         if key.startswith("field."):
             fields[key[len("field."):]] = params[key]
         else:
-            raise SearchError(key, f"unknown parameter {key!r}: use q, start, end, size, cursor or field.NAME")
+            raise SearchError(key[:100], f"unknown parameter {key[:100]!r}: use q, start, end, size, cursor or field.NAME")
     return SearchRequest(
         q=params.get("q", ""),
         start=parse_time("start", params.get("start")),
@@ -180,7 +191,7 @@ def _search_request_from_params(params) -> SearchRequest:
     )
 
 
-@require_http_methods(["GET"])
+@allow("GET")
 @api_view(with_index_set=True)
 def search_view(request, index_set: IndexSet):
     try:
@@ -192,14 +203,15 @@ def search_view(request, index_set: IndexSet):
             raise SearchError("size", f"size={size_raw!r} is not an integer") from None
         if not 1 <= size <= settings.BKLOG_SEARCH_MAX_SIZE:
             raise SearchError("size", f"size must be from 1 to {settings.BKLOG_SEARCH_MAX_SIZE}")
-        result = line_store().search(index_set, search_request, size, request.GET.get("cursor") or None)
+        with database_deadline(settings.BKLOG_SEARCH_TIMEOUT):
+            result = line_store().search(index_set, search_request, size, request.GET.get("cursor") or None)
     except SearchError as exc:
         return error(400, str(exc), param=exc.param)
     return JsonResponse(result)
 
 
 @csrf_exempt
-@require_http_methods(["POST"])
+@allow("POST")
 @api_view(with_index_set=True)
 def exports_view(request, index_set: IndexSet):
     data = _read_json(request)
@@ -237,7 +249,9 @@ def exports_view(request, index_set: IndexSet):
                 return error(503, f"the task broker is unavailable ({exc.__class__.__name__}); no export was created")
             raise
     if not settings.BKLOG_PIPELINE_ASYNC:
-        run_export.apply(args=[str(job.id)], throw=False)  # failure is recorded on the job
+        # No worker: the export runs here, within BKLOG_INLINE_EXPORT_TIMEOUT (below gunicorn's
+        # timeout, so the worker is never killed mid-export); past it the job fails, saying why.
+        exports.run_job(job, timeout=settings.BKLOG_INLINE_EXPORT_TIMEOUT, raise_errors=False)
         job.refresh_from_db()
     return JsonResponse(job.as_dict(), status=202)
 
@@ -249,16 +263,18 @@ def _job_or_404(job_id):
     return job, None
 
 
-@require_http_methods(["GET"])
+@allow("GET")
 @api_view()
 def export_detail(request, job_id):
     job, refusal = _job_or_404(job_id)
     if refusal:
         return refusal
+    if exports.fail_if_stale(job):
+        job.refresh_from_db()
     return JsonResponse(job.as_dict())
 
 
-@require_http_methods(["GET"])
+@allow("GET")
 @api_view()
 def export_download(request, job_id):
     job, refusal = _job_or_404(job_id)
@@ -268,9 +284,7 @@ def export_download(request, job_id):
         return error(410, f"export {job.id} expired at {job.expires_at.isoformat()}")
     if job.status != ExportJob.DONE:
         return error(409, f"export {job.id} is {job.status}, not done yet")
-    from bklog.logs.exports import stored_file
-
-    stored = stored_file(job)
+    stored = exports.stored_file(job)
     if stored is None:
         return error(410, f"export {job.id} file is gone")
     pieces, size = stored

@@ -103,8 +103,12 @@ def test_tokens(make_index_set, ingest, client, admin_token, stored):
     assert ingest("app", admin_token, ["x"]).status_code == 403  # API tokens cannot ingest
     r = client.post("/api/v1/index_sets/app/ingest", data="x", content_type="text/plain")
     assert r.status_code == 401 and "missing ingest token" in r.json()["error"]
-    r = ingest("nope", token, ["x"])
-    assert r.status_code == 404 and r.json()["error"] == "index set 'nope' does not exist"
+    # A token says nothing about index sets that are not its own: missing or not, 403.
+    assert ingest("nope", token, ["x"]).status_code == 403
+    assert ingest("other", token, ["x"]).status_code == 403
+    # Without a valid token, 401 whether the index set exists or not.
+    assert ingest("nope", "not-a-token-at-all-0123", ["x"]).status_code == 401
+    assert ingest("app", "not-a-token-at-all-0123", ["x"]).status_code == 401
     assert stored.count() == 0
 
 

@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
+from bklog.logs import values
 from bklog.logs.models import IndexSet
 from bklog.logs.parsing import LineError, parse_timestamp
 from bklog.logs.store import line_store
@@ -32,12 +33,12 @@ class Command(BaseCommand):
                 if not raw.strip():
                     continue
                 try:
-                    record = json.loads(raw)
+                    record = values.loads_checked(raw, "the record")  # what no store takes: named here
                     fields = record.get("fields") or {}
                     if not isinstance(fields, dict):
                         raise TypeError("fields is not an object")
                     pending.append((parse_timestamp(record["timestamp"], now), str(record["message"]), fields))
-                except (ValueError, KeyError, TypeError, LineError) as exc:
+                except (ValueError, KeyError, TypeError, AttributeError, LineError) as exc:
                     raise CommandError(f"{input}:{number}: not an export record ({exc}); "
                                        f"{total} lines before it were imported") from None
                 if len(pending) >= chunk:
