@@ -34,7 +34,6 @@ MIDDLEWARE = [
     "bklog.observability.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",  # token-authenticated API views are exempt
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 

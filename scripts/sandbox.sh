@@ -50,4 +50,5 @@ BK LOG sandbox is up at $url  (container $NAME, Debian 12, all-in-one)
   search:   curl -H 'Authorization: Bearer $api_token' '$url/api/v1/index_sets/$index_set/search?q=hello'
   operator: podman exec -it $NAME bklog --help ; podman exec $NAME supervisorctl status
   remove:   scripts/sandbox.sh down
+  (plain HTTP, on loopback only; fleets terminate TLS at nginx: nginx_tls_enabled, docs/security.md)
 INFO

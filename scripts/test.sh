@@ -7,6 +7,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
 suites=0
+# Each suite's wall time, printed at the end (every new proof shows what it costs).
+timings=()
+mark=$SECONDS
+suite_done() {
+  suites=$((suites + 1))
+  timings+=("$(printf '%-28s %5ss' "$1" $((SECONDS - mark)))")
+  mark=$SECONDS
+}
 export PATH="$PWD/.venv/bin:$PATH"
 
 run_dir=$(mktemp -d /tmp/bklog-test.XXXXXX)
@@ -53,8 +61,10 @@ if [[ $what == all || $what == molecule ]]; then
   (
     while [[ ! -f $run_dir/images.done ]]; do kill -0 "$prebuild" 2>/dev/null || exit 1; sleep 2; done
     for name in "${background_scenarios[@]}"; do
+      started=$SECONDS
       if molecule test -s "$name" >"$run_dir/molecule-$name.log" 2>&1; then rc=0; else rc=$?; fi
       echo "$rc" >"$run_dir/molecule-$name.rc"
+      echo $((SECONDS - started)) >"$run_dir/molecule-$name.seconds"
     done
   ) &
   background=$!
@@ -65,49 +75,49 @@ if [[ $what == all || $what == service ]]; then
   export BKLOG_TEST_REDIS_URL BKLOG_TEST_POSTGRES_URL
   echo "== service tests on SQLite (FTS5)"
   env -u DATABASE_URL -u REDIS_URL BKLOG_DATA_DIR="$run_dir/sqlite" pytest tests/service
-  suites=$((suites + 1))
+  suite_done "service on SQLite"
   echo "== service tests on PostgreSQL"
   env -u REDIS_URL DATABASE_URL="$BKLOG_TEST_POSTGRES_URL" BKLOG_DATA_DIR="$run_dir/pg" pytest tests/service
-  suites=$((suites + 1))
+  suite_done "service on PostgreSQL"
   echo "== service tests on OpenSearch 2.19 (lines in daily indices; index sets and batches in SQLite)"
   mkdir -p "$run_dir/opensearch"
   eval "$(python tests/opensearch.py start "$run_dir/opensearch")"
   env -u DATABASE_URL -u REDIS_URL BKLOG_DATA_DIR="$run_dir/os" BKLOG_SEARCH_BACKEND=opensearch \
     BKLOG_OPENSEARCH_URL="$OPENSEARCH_URL" pytest tests/service
   python tests/opensearch.py stop "$run_dir/opensearch"
-  suites=$((suites + 1))
+  suite_done "service on OpenSearch"
 fi
 
 if [[ $what == all || $what == engine ]]; then
   echo "== the bulk endpoint against a real OpenSearch 2.19 (same batches, same per-item results)"
   env -u DATABASE_URL -u REDIS_URL BKLOG_DATA_DIR="$run_dir/engine" pytest -p no:cacheprovider tests/engine
-  suites=$((suites + 1))
+  suite_done "engine (bulk parity)"
 fi
 
 if [[ $what == all || $what == deploy ]]; then
   echo "== deploy tests (inventory validation, role specs)"
   pytest tests/deploy
-  suites=$((suites + 1))
+  suite_done "deploy"
 fi
 
 if [[ $what == all || $what == monitoring ]]; then
   echo "== alert rules (promtool check rules, promtool test rules)"
   (cd monitoring && promtool check rules bklog-alerts.yml && promtool test rules bklog-alerts.test.yml)
-  suites=$((suites + 1))
+  suite_done "monitoring (promtool)"
 fi
 
 if [[ $what == all || $what == lint ]]; then
   echo "== yamllint and ansible-lint (production profile)"
   yamllint -s .
   ansible-lint --profile production --offline
-  suites=$((suites + 1))
+  suite_done "lint"
 fi
 
 if [[ $what == all || $what == container ]]; then
   echo "== container image (bklog/Dockerfile with podman) and the README's container section"
   wait_images
   pytest -p no:cacheprovider tests/container
-  suites=$((suites + 1))
+  suite_done "container"
 fi
 
 if [[ $what == all || $what == molecule ]]; then
@@ -120,7 +130,7 @@ if [[ $what == all || $what == molecule ]]; then
     [[ " ${background_scenarios[*]} " == *" $name "* ]] && continue
     echo "== molecule test -s $name"
     molecule test -s "$name"
-    suites=$((suites + 1))
+    suite_done "molecule $name"
   done
   wait "$background" || true
   for name in "${background_scenarios[@]}"; do
@@ -128,9 +138,12 @@ if [[ $what == all || $what == molecule ]]; then
     cat "$run_dir/molecule-$name.log" 2>/dev/null || true
     rc=$(cat "$run_dir/molecule-$name.rc" 2>/dev/null || echo "did not run")
     [[ $rc == 0 ]] || { echo "molecule/$name failed ($rc)"; exit 1; }
-    suites=$((suites + 1))
+    suites=$((suites + 1)); timings+=("$(printf '%-28s %5ss (in the background)' "molecule $name" "$(cat "$run_dir/molecule-$name.seconds" 2>/dev/null || echo ?)")")
   done
 fi
 
+echo "== time per suite (wall clock; the background scenarios overlap the others)"
+printf '  %s\n' "${timings[@]}"
+echo "  total: ${SECONDS}s"
 # Every suite above stops the script on failure (set -e): reaching here means all passed.
 echo "suites: $suites passed, 0 failed"

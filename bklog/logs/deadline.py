@@ -27,39 +27,41 @@ def _is_cancel(exc: BaseException) -> bool:
     return cause.__class__.__name__ == "QueryCanceled" or "interrupted" in str(exc).lower()
 
 
+def _arm(deadline: float, seconds: float):
+    """Make the database stop statements past the deadline; returns what undoes it."""
+    if connection.vendor == "sqlite":
+        raw = connection.connection
+        raw.set_progress_handler(lambda: time.monotonic() > deadline, 10000)
+        return lambda: raw.set_progress_handler(None, 0)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('statement_timeout', %s, false)", [f"{max(1, int(seconds * 1000))}ms"])
+
+        def reset() -> None:
+            if connection.connection is None or connection.needs_rollback:
+                return
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("RESET statement_timeout")
+            except DatabaseError:
+                connection.close()  # a connection in doubt is not reused with the timeout on
+        return reset
+    return lambda: None  # pragma: no cover
+
+
 @contextmanager
 def database_deadline(seconds: float):
     deadline = time.monotonic() + seconds
     connection.ensure_connection()
-    if connection.vendor == "sqlite":
-        raw = connection.connection
-        raw.set_progress_handler(lambda: time.monotonic() > deadline, 10000)
-        try:
-            yield deadline
-        except DatabaseError as exc:
-            if _is_cancel(exc):
-                raise DeadlineExceeded(seconds) from None
-            raise
-        finally:
-            raw.set_progress_handler(None, 0)
-    elif connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('statement_timeout', %s, false)", [f"{max(1, int(seconds * 1000))}ms"])
-        try:
-            yield deadline
-        except DatabaseError as exc:
-            if _is_cancel(exc):
-                raise DeadlineExceeded(seconds) from None
-            raise
-        finally:
-            if connection.connection is not None and not connection.needs_rollback:
-                try:
-                    with connection.cursor() as cursor:
-                        cursor.execute("RESET statement_timeout")
-                except DatabaseError:
-                    connection.close()  # a connection in doubt is not reused with the timeout on
-    else:  # pragma: no cover
+    undo = _arm(deadline, seconds)
+    try:
         yield deadline
+    except DatabaseError as exc:
+        if _is_cancel(exc):
+            raise DeadlineExceeded(seconds) from None
+        raise
+    finally:
+        undo()
 
 
 def check(deadline: float | None, seconds: float) -> None:

@@ -164,7 +164,6 @@ def bulk(request, name: str | None = None):
         return _answer(exc.body(), exc.status)
 
 
-@csrf_exempt
 def unknown(request, *args, **kwargs):
     """Another engine API (`/_nodes`, `/_ilm/...`): the engine's JSON error, never HTML."""
     return _error(400, "illegal_argument_exception", f"no handler found for uri [{request.path}] and method [{request.method}]")

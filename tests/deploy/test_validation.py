@@ -60,6 +60,9 @@ def run_site(tmp_path: Path, playbook: str = "site.yml", infra: dict | None = No
     ({"bklog_app_redis_url": ""}, "bklog_app_env=prod needs bklog_app_database_url and bklog_app_redis_url"),
     ({"bklog_app_env": "production"}, "bklog_app_env"),
     ({"bklog_app_gunicorn_workers": "many"}, "bklog_app_gunicorn_workers"),
+    ({"nginx_tls_enabled": True}, "nginx_tls_enabled is true: nginx_tls_certificate must be a PEM certificate"),
+    ({"nginx_tls_enabled": True, "nginx_tls_certificate": "-----BEGIN CERTIFICATE-----\nCHANGE-ME\n",
+      "nginx_tls_certificate_key": "-----BEGIN PRIVATE KEY-----\nCHANGE-ME\n"}, "nginx_tls_certificate_key its PEM private key"),
 ])
 def test_bad_inventory_fails_before_any_host_is_touched(tmp_path, overrides, message):
     result = run_site(tmp_path, **overrides)

@@ -48,7 +48,7 @@ def written():
         token = host.check_output(f"bklog create_index_set {index_set}")
         body = "\\n".join(f"backup line {i} host {name}" for i in range(LINES))
         host.check_output(f"printf '{body}' | curl -sS -f -o /dev/null -H 'Authorization: Bearer {token}' "
-                          f"--data-binary @- http://127.0.0.1/api/v1/index_sets/{index_set}/ingest")
+                          f"--data-binary @- https://localhost/api/v1/index_sets/{index_set}/ingest")
     for name in inventory_hosts("bklog"):
         wait_until(lambda: _counts(name).get(index_set) == LINES, f"{LINES} lines indexed on {name}")
     return index_set

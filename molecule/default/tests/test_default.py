@@ -66,7 +66,7 @@ def test_health_through_nginx(host):
     assert json.loads(body)["checks"]["broker"] == "ok"
     assert "server: nginx\r" in host.check_output("curl -sSI http://127.0.0.1/healthz").lower()
     assert host.file("/opt/bklog/current/static/bklog/robots.txt").exists
-    status, _ = curl(host, "http://127.0.0.1/static/bklog/robots.txt")
+    status, _ = curl(host, "https://localhost/static/bklog/robots.txt")
     assert status == 200
 
 
@@ -76,12 +76,12 @@ def test_ingest_search_export_through_nginx(host):
     api_token = host.check_output(f"bklog create_api_token verify{suffix}")
     status, body = curl(host, "-X", "POST", "-H", f"Authorization: Bearer {ingest_token}",
                         "--data-binary", f"molecule line {suffix}",
-                        f"http://127.0.0.1/api/v1/index_sets/verify{suffix}/ingest")
+                        f"https://localhost/api/v1/index_sets/verify{suffix}/ingest")
     assert status == 202, body
 
     def found():
         s, b = curl(host, "-H", f"Authorization: Bearer {api_token}",
-                    f"http://127.0.0.1/api/v1/index_sets/verify{suffix}/search?q=molecule")
+                    f"https://localhost/api/v1/index_sets/verify{suffix}/search?q=molecule")
         return s == 200 and json.loads(b)["total"] == 1 and json.loads(b)
 
     result = wait_until(found, "line indexed by the pipeline worker")
@@ -89,14 +89,14 @@ def test_ingest_search_export_through_nginx(host):
 
     status, body = curl(host, "-X", "POST", "-H", f"Authorization: Bearer {api_token}", "-H",
                         "Content-Type: application/json", "-d", '{"q": "molecule", "format": "csv"}',
-                        f"http://127.0.0.1/api/v1/index_sets/verify{suffix}/exports")
+                        f"https://localhost/api/v1/index_sets/verify{suffix}/exports")
     assert status == 202, body
     job = json.loads(body)["id"]
     wait_until(lambda: json.loads(curl(host, "-H", f"Authorization: Bearer {api_token}",
-                                       f"http://127.0.0.1/api/v1/exports/{job}")[1])["status"] == "done",
+                                       f"https://localhost/api/v1/exports/{job}")[1])["status"] == "done",
                "export done by the async_export worker")
     status, body = curl(host, "-H", f"Authorization: Bearer {api_token}",
-                        f"http://127.0.0.1/api/v1/exports/{job}/download")
+                        f"https://localhost/api/v1/exports/{job}/download")
     assert status == 200 and f"molecule line {suffix}" in body
 
 
@@ -105,7 +105,7 @@ def test_oversize_ingest_is_refused_by_nginx(host):
     name = host.check_output("bklog shell -c \"from bklog.logs.models import IndexSet; print(IndexSet.objects.latest('created_at').name)\"").splitlines()[-1]
     host.check_output("head -c 11000000 /dev/zero | tr '\\0' 'a' > /root/big.txt")
     status, _ = curl(host, "-X", "POST", "-H", f"Authorization: Bearer {token}", "--data-binary", "@/root/big.txt",
-                     f"http://127.0.0.1/api/v1/index_sets/{name}/ingest")
+                     f"https://localhost/api/v1/index_sets/{name}/ingest")
     assert status == 413
 
 
