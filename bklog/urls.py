@@ -14,6 +14,7 @@ urlpatterns = [
     path("api/v1/index_sets/<str:name>/exports", views.exports_view, name="exports"),
     path("api/v1/exports/<uuid:job_id>", views.export_detail, name="export_detail"),
     path("api/v1/exports/<uuid:job_id>/download", views.export_download, name="export_download"),
+    path("v1/logs", views.otlp_logs, name="otlp_logs"),  # OpenTelemetry logs (OTLP/HTTP)
     # Elasticsearch-compatible, for log shippers (bklog/logs/es_views.py): after every route above.
     path("", es_views.root, name="es_root"),
     path("_bulk", es_views.bulk, name="es_bulk"),

@@ -31,16 +31,20 @@ def error(status: int, message: str, param: str | None = None, **extra) -> JsonR
     return response
 
 
-def allow(*methods: str):
-    """Like require_http_methods, with a JSON 405 naming the allowed methods."""
+def _method_not_allowed(request, allowed: list[str]) -> JsonResponse:
+    return error(405, f"method {request.method} is not allowed here; use {', '.join(allowed)}", param="method")
+
+
+def allow(*methods: str, refuse=_method_not_allowed):
+    """Like require_http_methods, with a JSON 405 naming the allowed methods (`refuse(request,
+    allowed)` builds it: the Elasticsearch-compatible views answer in the engine's shape)."""
     allowed = [m.upper() for m in methods]
 
     def decorate(view):
         @functools.wraps(view)
         def wrapper(request, *args, **kwargs):
             if request.method not in allowed:
-                response = error(405, f"method {request.method} is not allowed here; use {', '.join(allowed)}",
-                                 param="method")
+                response = refuse(request, allowed)
                 response["Allow"] = ", ".join(allowed)
                 return response
             return view(request, *args, **kwargs)

@@ -11,7 +11,7 @@ a token cannot tell which index sets exist."""
 
 from __future__ import annotations
 
-import re
+import functools
 
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
@@ -19,11 +19,11 @@ from django.views.decorators.csrf import csrf_exempt
 
 import bklog
 from bklog.logs import auth, bodies, esbulk
-from bklog.logs.models import IndexSet
+from bklog.logs.errors import allow
+from bklog.logs.models import INDEX_SET_NAME, IndexSet
 
 # What shippers read to pick their protocol: an 8.x server (the bulk format is the same from 7.x).
 COMPATIBLE_VERSION = "8.17.0"
-INDEX_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 
 
 def _answer(body: dict | None, status: int = 200) -> HttpResponse:
@@ -43,23 +43,19 @@ def _unauthorized(reason: str = "missing authentication credentials: send the in
     return response
 
 
+def _incorrect_method(request, allowed: list[str]) -> HttpResponse:
+    return _answer({"error": f"Incorrect HTTP method for uri [{request.path}] and method [{request.method}], "
+                             f"allowed: [{', '.join(allowed)}]", "status": 405}, 405)
+
+
 def _methods(*allowed: str):
     """A 405 in the engine's shape for any other method."""
-    def decorate(view):
-        def wrapper(request, *args, **kwargs):
-            if request.method not in allowed:
-                response = _answer({"error": f"Incorrect HTTP method for uri [{request.path}] and method "
-                                             f"[{request.method}], allowed: [{', '.join(allowed)}]", "status": 405}, 405)
-                response["Allow"] = ", ".join(allowed)
-                return response
-            return view(request, *args, **kwargs)
-        wrapper.__name__ = view.__name__
-        return wrapper
-    return decorate
+    return allow(*allowed, refuse=_incorrect_method)
 
 
 def authenticated(view):
     """401 unless the request carries an ingest token or an API token; the view gets which."""
+    @functools.wraps(view)
     def wrapper(request, *args, **kwargs):
         token = auth.bearer_token(request)
         if token is None:
@@ -69,7 +65,6 @@ def authenticated(view):
         if request.ingest_index_set is None and request.api_token is None:
             return _unauthorized("unable to authenticate: the token is not an ingest token nor an API token")
         return view(request, *args, **kwargs)
-    wrapper.__name__ = view.__name__
     return wrapper
 
 
@@ -108,7 +103,7 @@ def cluster_health(request, name: str | None = None):
 
 def _readable(request, name: str) -> IndexSet | HttpResponse:
     """The index set `name`, if this credential may know about it."""
-    if not INDEX_NAME.match(name):
+    if not INDEX_SET_NAME.match(name):
         if name.startswith("_"):
             return _error(400, "illegal_argument_exception", f"no handler found for uri [{request.path}] and method [{request.method}]")
         return _error(400, "invalid_index_name_exception", f"Invalid index name [{name}], must be lowercase letters, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -94,7 +95,7 @@ def run_job(job: ExportJob, timeout: float | None = None, raise_errors: bool = T
     beat = _heartbeat(job)
     try:
         request = SearchRequest.from_dict(job.query)
-        with budget.database_deadline(timeout) if timeout else _no_deadline() as ends:
+        with budget.database_deadline(timeout) if timeout else contextlib.nullcontext() as ends:
             def progress(count: int) -> None:
                 beat(count)
                 budget.check(ends, timeout)
@@ -128,14 +129,6 @@ def run_job(job: ExportJob, timeout: float | None = None, raise_errors: bool = T
     finally:
         tmp.unlink(missing_ok=True)
     return job
-
-
-class _no_deadline:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _stale(now) -> Q:

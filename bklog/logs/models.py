@@ -1,10 +1,16 @@
 """Index sets, tokens, log lines, ingest batches and export jobs."""
 
 import hashlib
+import re
 import secrets
 import uuid
 
 from django.db import models
+
+
+# What an index set may be called: also an Elasticsearch-compatible index name (no dot, no
+# upper case, not starting with '_' or '-'), so shippers can name it in `_bulk`.
+INDEX_SET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 
 
 def new_token(prefix: str) -> str:

@@ -20,8 +20,11 @@ from bklog.logs import values
 
 MAX_LINE_CHARS = 65536
 MAX_PATTERN_CHARS = 1000
-TIMESTAMP_KEYS = ("@timestamp", "timestamp", "time")
-MESSAGE_KEYS = ("message", "msg", "log")
+# Where shippers put the time and the message, in order of preference: Elasticsearch's and
+# Filebeat's `@timestamp` and `message`, syslog-ng's default template `MESSAGE`, zap's `ts`,
+# Docker's and Fluent Bit's `log`, logfmt-style `msg` and `time`.
+TIMESTAMP_KEYS = ("@timestamp", "timestamp", "ts", "time")
+MESSAGE_KEYS = ("message", "MESSAGE", "msg", "log")
 
 
 class LineError(ValueError):
@@ -109,16 +112,31 @@ def _from_object(obj: dict, default_ts: datetime) -> tuple[datetime, str, dict]:
         if key in fields:
             ts_value = fields.pop(key)
             break
-    message = None
-    for key in MESSAGE_KEYS:
-        if key in fields:
-            message = fields.pop(key)
-            break
+    # A text value first: Filebeat's `log` is an object (the file and offset) beside `message`.
+    present = [key for key in MESSAGE_KEYS if key in fields]
+    key = next((k for k in present if isinstance(fields[k], str)), present[0] if present else None)
+    message = fields.pop(key) if key is not None else None
+    fields = flatten(fields)
     if message is None:
         message = json.dumps(fields, sort_keys=True, ensure_ascii=False)
     elif not isinstance(message, str):
         message = json.dumps(message, ensure_ascii=False)
     return parse_timestamp(ts_value, default_ts), message, fields
+
+
+def flatten(fields: dict, prefix: str = "") -> dict:
+    """Nested objects as dotted names, as Elasticsearch addresses them: {"host": {"name": "a"}}
+    is {"host.name": "a"}, so field.host.name=a finds it. Arrays are values, kept whole. A name
+    given both ways keeps the first seen. Depth is bounded by values.check (20 levels)."""
+    flat: dict = {}
+    for name, value in fields.items():
+        path = f"{prefix}{name}"
+        if isinstance(value, dict) and value:
+            for sub, sub_value in flatten(value, f"{path}.").items():
+                flat.setdefault(sub, sub_value)
+        else:
+            flat.setdefault(path, value)
+    return flat
 
 
 def parse_line(kind: str, pattern: str, raw, default_ts: datetime) -> tuple[datetime, str, dict]:

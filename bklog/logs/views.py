@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import functools
-import re
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.http import JsonResponse, StreamingHttpResponse
+from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.utils import timezone
 from django.utils.http import content_disposition_header
 from django.views.decorators.csrf import csrf_exempt
@@ -15,13 +14,12 @@ from django.views.decorators.csrf import csrf_exempt
 from bklog.logs import auth, bodies, exports, ingest, values
 from bklog.logs.deadline import DeadlineExceeded, database_deadline
 from bklog.logs.errors import allow, error
-from bklog.logs.models import ApiToken, ExportJob, IndexSet, hash_token, new_token
+from bklog.logs.models import INDEX_SET_NAME, ApiToken, ExportJob, IndexSet, hash_token, new_token
 from bklog.logs.parsing import validate_parse_rule
 from bklog.logs.search import SearchError, SearchRequest, check_param, parse_time, validate
 from bklog.logs.store import StoreUnavailable, line_store
 
 RESERVED_SEARCH_PARAMS = {"q", "start", "end", "size", "cursor"}
-INDEX_SET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 API_BODY_MAX_BYTES = 1024 * 1024  # index set and export requests: a few hundred bytes in practice
 
 
@@ -99,7 +97,7 @@ def create_index_set(name: str, parse: str = "plain", retention_days=7, token: s
     if isinstance(retention_days, bool) or not isinstance(retention_days, int) or not 1 <= retention_days <= 3650:
         raise ValueError(f"retention_days {retention_days!r} must be an integer from 1 to 3650")
     if token is not None and (len(token) < 20 or not token.isprintable() or not token.isascii() or " " in token):
-        raise ValueError("an ingest token must be 20 characters or more")
+        raise ValueError("an ingest token must be 20 or more printable ASCII characters, without spaces")
     token = token or new_token("ingest")
     try:
         with transaction.atomic():
@@ -294,3 +292,35 @@ def export_download(request, job_id):
     response["Content-Disposition"] = content_disposition_header(
         as_attachment=True, filename=f"{job.index_set.name}-{job.id}.{job.format}")
     return response
+
+
+@csrf_exempt
+@allow("POST")
+def otlp_logs(request):
+    """OTLP/HTTP logs (bklog/logs/otlp.py) into the index set whose ingest token comes with them."""
+    from bklog.logs import otlp
+
+    token = auth.bearer_token(request)
+    if token is None:
+        return error(401, "missing ingest token: send Authorization: Bearer INGEST_TOKEN (OTEL_EXPORTER_OTLP_HEADERS)")
+    index_set = auth.ingest_index_set(token)
+    if index_set is None:
+        if auth.api_token(request) is not None:
+            return error(403, "API tokens search and export; ingest needs the index set's ingest token")
+        return error(401, "ingest token not recognised")
+    content_type = (request.content_type or "").lower()
+    try:
+        body = bodies.read_body(request, settings.BKLOG_INGEST_MAX_BYTES, "ingest limit")
+        lines, rejected, first_error = otlp.to_lines(otlp.decode(body, content_type), timezone.now())
+    except bodies.BodyError as exc:
+        return error(exc.status, exc.message)
+    except otlp.OtlpError as exc:
+        return error(exc.status, exc.message)
+    if len(lines) > settings.BKLOG_INGEST_MAX_LINES:
+        return error(413, f"{len(lines)} log records; the limit is {settings.BKLOG_INGEST_MAX_LINES}")
+    if lines:
+        try:
+            ingest.accept(index_set, lines)
+        except ingest.BatchRejected as exc:
+            return error(exc.status, exc.message)
+    return HttpResponse(otlp.answer_body(content_type, rejected, first_error), content_type=content_type)

@@ -396,3 +396,37 @@ def test_chunked_bodies_are_read_and_limited(stack_factory):
     assert status == 413 and "ingest limit" in body["error"], body
     status, body = stack.get("/api/v1/index_sets/app/search?size=10", api)
     assert sorted(hit["message"] for hit in json.loads(body)["hits"]) == ["chunk one", "chunk two", "chunked bulk"]
+
+
+def test_the_opentelemetry_sdk_exporter_ships_logs(stack_factory):
+    """An application's logs through the OpenTelemetry SDK's own OTLP/HTTP exporter (protobuf,
+    gzip), configured as an application would: the ingest token in its headers."""
+    import logging
+
+    from opentelemetry.exporter.otlp.proto.http import Compression
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+    from opentelemetry.sdk.resources import Resource
+
+    stack = stack_factory(None)
+    ingest_token = stack.bklog("create_index_set", "otel")
+    api = stack.bklog("create_api_token", "ops")
+    stack.start_gunicorn()
+    provider = LoggerProvider(resource=Resource.create({"service.name": "checkout"}))
+    exporter = OTLPLogExporter(endpoint=f"{stack.url}/v1/logs", headers={"Authorization": f"Bearer {ingest_token}"},
+                               compression=Compression.Gzip)
+    provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
+    logger = logging.getLogger(f"e2e.otel.{uuid.uuid4().hex[:6]}")
+    logger.propagate, logger.level = False, logging.INFO
+    logger.addHandler(LoggingHandler(level=logging.INFO, logger_provider=provider))
+    logger.warning("payment declined", extra={"order_id": 42, "card": "visa"})
+    logger.info("payment accepted", extra={"order_id": 43})
+    assert provider.force_flush(10000)
+    provider.shutdown()
+    status, body = stack.get("/api/v1/index_sets/otel/search?q=payment", api)
+    hits = {hit["message"]: hit["fields"] for hit in json.loads(body)["hits"]}
+    assert set(hits) == {"payment declined", "payment accepted"}
+    declined = hits["payment declined"]
+    assert declined["service.name"] == "checkout" and declined["order_id"] == 42 and declined["card"] == "visa"
+    assert declined["level"] in ("WARN", "WARNING") and hits["payment accepted"]["level"] == "INFO"

@@ -130,3 +130,31 @@ def test_the_body_limit_refuses_whole(client, app, settings):
     assert r.status_code == 413 and r.json()["error"]["type"] == "illegal_argument_exception"
     assert "200 bytes" in r.json()["error"]["reason"]
     assert StoredLines().count() == 0
+
+
+def test_shippers_documents_map_to_message_time_and_dotted_fields(client, app, admin_token):
+    """Filebeat (message beside a `log` object, nested host/agent), syslog-ng's default template
+    (MESSAGE), zap (ts in epoch seconds): the message, the time and every other field, nested
+    objects as dotted names (Elasticsearch's addressing), so field.host.name filters them."""
+    index_set, token = app
+    filebeat = {"@timestamp": "2026-03-01T10:00:00.000Z", "message": "GET /index.html 200",
+                "log": {"offset": 1234, "file": {"path": "/var/log/nginx/access.log"}},
+                "host": {"name": "web-01", "os": {"family": "debian"}}, "agent": {"type": "filebeat"},
+                "tags": ["nginx", "prod"]}
+    syslog_ng = {"MESSAGE": "session opened for user root", "PROGRAM": "sshd", "HOST": "web-02",
+                 "ISODATE": "2026-03-01T10:00:01+00:00"}
+    zap = {"ts": 1772359202.5, "msg": "request served", "level": "info"}
+    docker = {"log": "container line\n", "stream": "stdout", "time": "2026-03-01T10:00:03Z"}
+    body = ndjson(*[d for doc in (filebeat, syslog_ng, zap, docker) for d in ({"index": {"_index": "app"}}, doc)])
+    assert bulk(client, body, token).json()["errors"] is False
+    lines = {line.message: line for line in StoredLines().all(index_set)}
+    assert set(lines) == {"GET /index.html 200", "session opened for user root", "request served", "container line\n"}
+    fb = lines["GET /index.html 200"]
+    assert fb.fields == {"log.offset": 1234, "log.file.path": "/var/log/nginx/access.log", "host.name": "web-01",
+                         "host.os.family": "debian", "agent.type": "filebeat", "tags": ["nginx", "prod"]}
+    assert fb.timestamp.isoformat() == "2026-03-01T10:00:00+00:00"
+    assert lines["session opened for user root"].fields["PROGRAM"] == "sshd"
+    assert lines["request served"].timestamp.isoformat() == "2026-03-01T10:00:02.500000+00:00"
+    assert lines["container line\n"].fields == {"stream": "stdout"}
+    r = client.get("/api/v1/index_sets/app/search", {"field.host.name": "web-01"}, HTTP_AUTHORIZATION=f"Bearer {admin_token}")
+    assert [hit["message"] for hit in r.json()["hits"]] == ["GET /index.html 200"]

@@ -149,3 +149,45 @@ def test_any_field_filter_finds_the_line_that_carries_it(client, app, name, valu
         hits = search.json()["hits"]
         assert any(hit["fields"].get(name) == value for hit in hits), (name, value, hits[:3])
         assert all(name in hit["fields"] for hit in hits)
+
+
+otlp_scalars = st.one_of(
+    st.builds(lambda v: {"stringValue": v}, nasty_text),
+    st.builds(lambda v: {"intValue": v}, st.one_of(st.integers(), nasty_text)),
+    st.builds(lambda v: {"doubleValue": v}, st.one_of(st.floats(), nasty_text)),
+    st.just({}), json_values)
+
+
+def _otlp_containers(children):
+    arrays = st.builds(lambda vs: {"arrayValue": {"values": vs}}, st.lists(children, max_size=3))
+    kvlists = st.builds(lambda kv: {"kvlistValue": {"values": [{"key": k, "value": v} for k, v in kv.items()]}},
+                        st.dictionaries(nasty_text, children, max_size=3))
+    return st.one_of(arrays, kvlists)
+
+
+otlp_any_value = st.recursive(otlp_scalars, _otlp_containers, max_leaves=8)
+otlp_records = st.fixed_dictionaries({}, optional={
+    "body": otlp_any_value, "timeUnixNano": st.one_of(st.integers(min_value=-1, max_value=2**64), nasty_text),
+    "severityNumber": st.one_of(st.integers(min_value=-5, max_value=40), nasty_text), "severityText": nasty_text,
+    "attributes": st.lists(st.fixed_dictionaries({"key": st.one_of(nasty_text, st.integers())}, optional={"value": otlp_any_value}), max_size=3),
+    "traceId": nasty_text})
+
+
+@EXAMPLES
+@given(records=st.lists(st.one_of(otlp_records, json_values), max_size=5), raw=st.one_of(st.none(), st.binary(max_size=200)))
+def test_any_otlp_request_is_stored_as_answered_or_refused(client, app, records, raw):
+    _, token, _, _ = app
+    before = StoredLines().count()
+    if raw is not None:  # arbitrary bytes as protobuf
+        r = client.post("/v1/logs", data=raw, content_type="application/x-protobuf", **auth(token))
+    else:
+        body = {"resourceLogs": [{"resource": {"attributes": []}, "scopeLogs": [{"logRecords": records}]}]}
+        r = client.post("/v1/logs", data=json.dumps(body).encode("utf-8", "surrogatepass"),
+                        content_type="application/json", **auth(token))
+    assert_client_outcome(r)
+    stored = StoredLines().count() - before
+    if r.status_code == 200 and raw is None:
+        rejected = int(r.json().get("partialSuccess", {}).get("rejectedLogRecords", 0))
+        assert stored + rejected == len(records)
+    elif r.status_code >= 400:
+        assert stored == 0
