@@ -21,6 +21,7 @@ run_dir=$(mktemp -d /tmp/bklog-test.XXXXXX)
 chmod 755 "$run_dir"
 cleanup() {
   if [[ -n ${prebuild:-} ]]; then kill "$prebuild" 2>/dev/null || true; fi
+  if [[ -n ${filebeat_build:-} ]]; then kill "$filebeat_build" 2>/dev/null || true; fi
   if [[ -n ${background:-} ]] && kill -0 "$background" 2>/dev/null; then
     kill "$background" 2>/dev/null || true
     for name in "${background_scenarios[@]}"; do molecule destroy -s "$name" >/dev/null 2>&1 || true; done
@@ -36,6 +37,11 @@ trap cleanup EXIT
 if [[ $what == all || $what == molecule || $what == container ]]; then
   (scripts/build-images.sh && touch "$run_dir/images.done" && scripts/build-consul.sh) >"$run_dir/prebuild.log" 2>&1 &
   prebuild=$!
+fi
+# Filebeat (cached; about 7 minutes to build on a fresh machine) for the engine suite's shipper test.
+if [[ $what == all || $what == engine ]]; then
+  scripts/build-filebeat.sh >"$run_dir/filebeat-build.log" 2>&1 &
+  filebeat_build=$!
 fi
 # The container suite needs the images only, not Consul: it starts as soon as they are built.
 wait_images() {
@@ -89,7 +95,8 @@ if [[ $what == all || $what == service ]]; then
 fi
 
 if [[ $what == all || $what == engine ]]; then
-  echo "== the bulk endpoint against a real OpenSearch 2.19 (same batches, same per-item results)"
+  echo "== the bulk endpoint against a real OpenSearch 2.19 (same batches, same per-item results); Filebeat 7.17"
+  wait "$filebeat_build" || { tail -n 30 "$run_dir/filebeat-build.log"; echo "building Filebeat failed"; exit 1; }
   env -u DATABASE_URL -u REDIS_URL BKLOG_DATA_DIR="$run_dir/engine" pytest -p no:cacheprovider tests/engine
   suite_done "engine (bulk parity)"
 fi

@@ -158,3 +158,17 @@ def test_shippers_documents_map_to_message_time_and_dotted_fields(client, app, a
     assert lines["container line\n"].fields == {"stream": "stdout"}
     r = client.get("/api/v1/index_sets/app/search", {"field.host.name": "web-01"}, HTTP_AUTHORIZATION=f"Bearer {admin_token}")
     assert [hit["message"] for hit in r.json()["hits"]] == ["GET /index.html 200"]
+
+
+def test_a_shippers_default_index_name_goes_to_the_tokens_index_set(client, app, make_index_set):
+    """Filebeat writes to filebeat-7.17.29-<date>, Logstash to logstash-<date>: names no index set
+    can have (dots), so they mean the token's own index set; another index set's name is a 403."""
+    index_set, token = app
+    make_index_set("other")
+    body = ndjson({"index": {"_index": "filebeat-7.17.29-2026.12.02"}}, {"message": "from filebeat"},
+                  {"create": {}}, {"message": "from logstash"},
+                  {"index": {"_index": "other"}}, {"message": "not this token's"})
+    r = bulk(client, body, token, path="/logstash-2026.12.02/_bulk")
+    items = [next(iter(item.values())) for item in r.json()["items"]]
+    assert [(i["status"], i["_index"]) for i in items] == [(201, "app"), (201, "app"), (403, "other")]
+    assert sorted(line.message for line in StoredLines().all(index_set)) == ["from filebeat", "from logstash"]
