@@ -5,6 +5,7 @@ UNREACHABLE instead of the message."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -78,7 +79,7 @@ CONSUL = {"bklog_consul_enabled": True, "consul_retry_join": ["infra1"]}
 
 
 @pytest.mark.parametrize("playbook, overrides, infra, message", [
-    ("site.yml", {**CONSUL, "consul_version": "1.17.0"}, INFRA, "consul_version must be 1.16.x, the last MPL-2.0 line (got 1.17.0)"),
+    ("site.yml", {**CONSUL, "consul_version": "1.15.4"}, INFRA, "consul_version must be 1.16.0 or later, as X.Y.Z (got 1.15.4)"),
     ("site.yml", {**CONSUL, "consul_install_from": "controller"}, INFRA, "consul_install_from=controller needs consul_binary_src"),
     ("site.yml", {"bklog_consul_enabled": True}, INFRA, "a client needs consul_retry_join (got [])"),
     ("site.yml", {}, {**INFRA, "consul_bootstrap_expect": 2}, "consul_bootstrap_expect must be 1, 3 or 5 (got 2)"),
@@ -105,6 +106,16 @@ def test_bad_fleet_inventory_fails_before_any_host_is_touched(tmp_path, playbook
     assert result.returncode != 0
     assert message in " ".join(output.split()), output[-3000:]
     assert "UNREACHABLE" not in output and "Gathering Facts" not in output
+
+
+def test_a_consul_after_1_16_is_accepted_with_the_licence_warning(tmp_path):
+    """The operator chooses the Consul (1.16.x stays the tested default); the run says that 1.17+
+    is under the Business Source License, and does not refuse it."""
+    result = run_site(tmp_path, "site.yml", {**INFRA, "consul_version": "1.21.4"}, **CONSUL)
+    output = " ".join((result.stdout + result.stderr).split())
+    assert "consul_version 1.21.4 is released under the Business Source License 1.1" in output
+    assert re.search(r"TASK \[consul : Check consul inputs\] \**\s*ok: \[vm1\] ok: \[infra1\]", output), output[-3000:]
+    assert "consul_version must be" not in output
 
 
 def test_secrets_never_reach_the_output(tmp_path):
