@@ -114,7 +114,8 @@ if [[ $what == all || $what == monitoring ]]; then
 fi
 
 if [[ $what == all || $what == lint ]]; then
-  echo "== yamllint and ansible-lint (production profile)"
+  echo "== ruff, yamllint and ansible-lint (production profile)"
+  ruff check .
   yamllint -s .
   ansible-lint --profile production --offline
   suite_done "lint"

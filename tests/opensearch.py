@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from opensearch_dist import VERSION, distribution  # noqa: E402
+from opensearch_dist import distribution  # noqa: E402
 
 USER = "bklog-opensearch"
 HEAP = os.environ.get("BKLOG_OPENSEARCH_HEAP", "256m")

@@ -96,7 +96,7 @@ def parse(body: bytes, url_index: str | None) -> list[Item]:
         if action != "delete":
             if number >= len(lines):
                 raise BulkRequestError(400, "illegal_argument_exception",
-                                       f"The bulk request must be terminated by a newline [\\n]")
+                                       "The bulk request must be terminated by a newline [\\n]")
             source = lines[number]
             number += 1
         items.append(Item(action, str(index), None if doc_id is None else str(doc_id), source))

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
-from bklog.logs.models import IndexSet, IngestBatch, LogLine, line_hit
+from bklog.logs.models import IndexSet, IngestBatch, LogLine
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 RETENTION_CHUNK = 5000

@@ -32,7 +32,7 @@ def test_stopping_a_worker_program_turns_its_check_critical():
     check_id = f"bklog-worker-async_export-{group('bklog_workers')[0]}-running"
 
     def status():
-        checks = consul(f"/v1/health/checks/bklog-worker")
+        checks = consul("/v1/health/checks/bklog-worker")
         return next(c["Status"] for c in checks if c["CheckID"] == check_id)
 
     worker.check_output("supervisorctl stop bklog-worker-async_export")
