@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import timedelta
 
+from django.conf import settings
 from django.utils import timezone
 
 from bklog.celery_app import app
@@ -74,11 +76,53 @@ def cleanup_exports() -> int:
     return exports.expire_jobs()
 
 
+# Past this many messages in the queues, they are not read through: a long queue is draining, and
+# its batches' tasks are in it (a lost one is found once the queue is short again).
+REQUEUE_SCAN_LIMIT = 20000
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def ids_in_broker() -> set[str] | None:
+    """Every id named by a message waiting in a queue or delivered and not yet acknowledged (a
+    task's args carry its batch id), read from Redis; None when the queues are too long to read."""
+    import redis
+
+    from bklog.celery_app import all_queues
+
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=5, socket_timeout=10)
+    try:
+        # kombu's Redis transport: one list per queue (and per priority step), and a hash of the
+        # messages delivered to a worker and not acknowledged yet.
+        keys = [key for queue in all_queues() for key in (queue, *(f"{queue}\x06\x16{p}" for p in (3, 6, 9)))]
+        if sum(client.llen(key) for key in keys) + client.hlen("unacked") > REQUEUE_SCAN_LIMIT:
+            return None
+        found: set[str] = set()
+        for raw in [m for key in keys for m in client.lrange(key, 0, -1)] + client.hvals("unacked"):
+            found.update(_UUID.findall(raw.decode("utf-8", "replace")))
+        return found
+    finally:
+        client.close()
+
+
 @app.task(acks_late=True)
 def requeue_pending_batches(older_than_seconds: int = 600) -> int:
-    """Safety net: a batch whose task was lost (broker flushed) is queued again."""
+    """Safety net: a batch whose task was lost (the broker flushed or failed over) is queued
+    again; one whose task still waits in a queue, or is being indexed, is left alone (requeueing
+    it too would only add a duplicate task to a queue that is already long)."""
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    ids = list(IngestBatch.objects.filter(status=IngestBatch.PENDING, received_at__lt=cutoff).values_list("id", flat=True)[:1000])
-    for batch_id in ids:
-        index_batch.apply_async(args=[str(batch_id)])
-    return len(ids)
+    ids = [str(i) for i in IngestBatch.objects.filter(status=IngestBatch.PENDING, received_at__lt=cutoff)
+           .values_list("id", flat=True)[:1000]]
+    if not ids:
+        return 0
+    try:
+        present = ids_in_broker()
+    except Exception as exc:  # the broker cannot be read: requeue, as a safety net should
+        log.warning("could not read the broker's queues (%s): requeueing every stale batch", exc)
+        present = set()
+    if present is None:
+        log.info("%d stale batches, queues too long to read: left to the queue", len(ids))
+        return 0
+    lost = [batch_id for batch_id in ids if batch_id not in present]
+    for batch_id in lost:
+        index_batch.apply_async(args=[batch_id])
+    return len(lost)

@@ -1,6 +1,7 @@
 """The bklog command: tokens, backups of metadata and of log lines, retention."""
 
 import io
+import os
 import json
 from datetime import timedelta
 
@@ -133,3 +134,37 @@ def test_create_index_set_with_a_token_from_stdin(db, monkeypatch):
     assert IndexSet.objects.get(name="journal").ingest_token_hash == hash_token("u" * 24)
     with pytest.raises(CommandError, match="20 characters or more"):
         run("short")
+
+
+@pytest.mark.skipif(not os.environ.get("BKLOG_TEST_REDIS_URL"), reason="needs the test Redis (scripts/test.sh starts it)")
+def test_requeue_sends_only_the_batches_whose_task_is_lost(make_index_set, settings, monkeypatch):
+    """A batch whose task still waits in a queue, or is delivered and unacknowledged, is not
+    requeued (that only lengthened a long queue); one whose task is gone is. Queues too long to
+    read through are left to drain."""
+    import json
+    from datetime import timedelta
+
+    import redis
+    from django.utils import timezone
+
+    from bklog.logs import tasks
+    from bklog.logs.models import IngestBatch
+
+    url = os.environ["BKLOG_TEST_REDIS_URL"].rsplit("/", 1)[0] + "/7"  # a database of its own
+    settings.REDIS_URL = url
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    index_set, _ = make_index_set("app")
+    old = timezone.now() - timedelta(minutes=30)
+    waiting, delivered, lost = (IngestBatch.objects.create(index_set=index_set, received_at=old, lines=["x"], line_count=1)
+                                for _ in range(3))
+    # As kombu's Redis transport keeps them: a message in the queue's list, one in the unacked hash.
+    client.rpush("pipeline", json.dumps({"headers": {"task": "bklog.logs.tasks.index_batch", "argsrepr": f"['{waiting.id}']"}}))
+    client.hset("unacked", "tag-1", json.dumps([{"headers": {"argsrepr": f"['{delivered.id}']"}}, "", "pipeline"]))
+    sent = []
+    monkeypatch.setattr(tasks.index_batch, "apply_async", lambda args, **kw: sent.append(args[0]))
+    assert tasks.requeue_pending_batches() == 1 and sent == [str(lost.id)]
+    monkeypatch.setattr(tasks, "REQUEUE_SCAN_LIMIT", 1)
+    sent.clear()
+    assert tasks.requeue_pending_batches() == 0 and sent == []
+    client.flushdb()
