@@ -53,6 +53,20 @@ def _require_api_token(request, admin: bool = False):
     return token, None
 
 
+def _ingest_credential(request):
+    """The index set whose ingest token the request carries, or the refusal: 401 without a valid
+    token, 403 for an API token (they search and export, never ingest)."""
+    token = auth.bearer_token(request)
+    if token is None:
+        return None, error(401, "missing ingest token: send Authorization: Bearer INGEST_TOKEN")
+    index_set = auth.ingest_index_set(token)
+    if index_set is None:
+        if auth.api_token(request) is not None:
+            return None, error(403, "API tokens search and export; ingest needs the index set's ingest token")
+        return None, error(401, "ingest token not recognised")
+    return index_set, None
+
+
 def _index_set_or_404(name: str):
     # A name that cannot be an index set's is not looked up (it may hold what no query should).
     index_set = IndexSet.objects.filter(name=name).first() if INDEX_SET_NAME.match(name) else None
@@ -147,14 +161,9 @@ def index_set_detail(request, index_set: IndexSet):
 def ingest_view(request, name: str):
     # The token first: without a valid one nothing is said about index sets (not even whether
     # `name` exists); a token of another index set gets 403 whether `name` exists or not.
-    token = auth.bearer_token(request)
-    if token is None:
-        return error(401, "missing ingest token: send Authorization: Bearer INGEST_TOKEN")
-    index_set = auth.ingest_index_set(token)
-    if index_set is None:
-        if auth.api_token(request) is not None:
-            return error(403, "API tokens search and export; ingest needs the index set's ingest token")
-        return error(401, "ingest token not recognised")
+    index_set, refusal = _ingest_credential(request)
+    if refusal:
+        return refusal
     if index_set.name != name:
         return error(403, f"this token may not ingest into {name[:100]!r}")
     try:
@@ -300,14 +309,9 @@ def otlp_logs(request):
     """OTLP/HTTP logs (bklog/logs/otlp.py) into the index set whose ingest token comes with them."""
     from bklog.logs import otlp
 
-    token = auth.bearer_token(request)
-    if token is None:
-        return error(401, "missing ingest token: send Authorization: Bearer INGEST_TOKEN (OTEL_EXPORTER_OTLP_HEADERS)")
-    index_set = auth.ingest_index_set(token)
-    if index_set is None:
-        if auth.api_token(request) is not None:
-            return error(403, "API tokens search and export; ingest needs the index set's ingest token")
-        return error(401, "ingest token not recognised")
+    index_set, refusal = _ingest_credential(request)
+    if refusal:
+        return refusal
     content_type = (request.content_type or "").lower()
     try:
         body = bodies.read_body(request, settings.BKLOG_INGEST_MAX_BYTES, "ingest limit")
