@@ -469,3 +469,20 @@ def test_import_names_a_record_no_store_takes(make_index_set, tmp_path):
         source.write_text(good + bad + "\n", encoding="utf-8")
         with pytest.raises(CommandError, match=r"in.jsonl:2: not an export record .*1 lines before it were imported"):
             call_command("import_logs", "app", "--input", str(source), "--chunk", "1")
+
+
+def test_a_database_that_cannot_be_reached_is_a_503_with_retry_after(client, admin_token, monkeypatch, make_index_set):
+    from django.db import OperationalError
+
+    from bklog.logs import views
+
+    make_index_set("app")
+
+    def unreachable(*args, **kwargs):
+        raise OperationalError('connection to server at "10.0.0.5", port 5432 failed: Connection refused')
+
+    monkeypatch.setattr(views.line_store(), "count", unreachable)
+    client.raise_request_exception = False
+    r = client.get("/api/v1/index_sets/app", **auth(admin_token))
+    assert "database is unavailable" in assert_json_refusal(r, 503)["error"]
+    assert r["Retry-After"] == "5"
