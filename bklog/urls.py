@@ -11,6 +11,7 @@ urlpatterns = [
     path("api/v1/index_sets/<str:name>", views.index_set_detail, name="index_set_detail"),
     path("api/v1/index_sets/<str:name>/ingest", views.ingest_view, name="ingest"),
     path("api/v1/index_sets/<str:name>/search", views.search_view, name="search"),
+    path("api/v1/index_sets/<str:name>/histogram", views.histogram_view, name="histogram"),
     path("api/v1/index_sets/<str:name>/exports", views.exports_view, name="exports"),
     path("api/v1/exports/<uuid:job_id>", views.export_detail, name="export_detail"),
     path("api/v1/exports/<uuid:job_id>/download", views.export_download, name="export_download"),

@@ -277,6 +277,16 @@ class OpenSearchStore:
         total = result["hits"]["total"]["value"]  # of the whole query: search_after does not narrow it
         return search_module.page_result(index_set, total, [self._line(hit) for hit in result["hits"]["hits"]], size)
 
+    def histogram(self, index_set, request, interval) -> dict[int, int]:
+        """date_histogram on the microsecond time, buckets aligned on the epoch as the databases'."""
+        from bklog.logs.search import validate
+
+        body = {"query": {"bool": {"filter": self._filters(request, validate(request))}}, "size": 0,
+                "track_total_hits": False,
+                "aggs": {"per": {"histogram": {"field": "ts_us", "interval": interval * 1_000_000, "min_doc_count": 1}}}}
+        buckets = self._search(index_set.name, body).get("aggregations", {}).get("per", {}).get("buckets", [])
+        return {int(b["key"]) // 1_000_000: int(b["doc_count"]) for b in buckets}
+
     def iter_lines(self, index_set, request, after=None, limit=None) -> Iterator[Line]:
         """Oldest first, search_after pages: any size with flat memory; `after` resumes."""
         from bklog.logs.search import validate

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db import connection
-from django.db.models import BooleanField, F, Q, QuerySet
+from django.db.models import BooleanField, Count, F, IntegerField, Q, QuerySet
 from django.db.models.expressions import RawSQL
 
 from bklog.logs import query as querylang
@@ -257,3 +257,18 @@ def page_result(index_set: IndexSet, total: int, hits: list, size: int) -> dict:
         "hits": [line.as_hit() for line in hits],
         "next_cursor": encode_cursor(hits[-1]) if more and hits else None,
     }
+
+
+# Epoch seconds of a line's timestamp, floored to the bucket (SQLite keeps "YYYY-MM-DD HH:MM:SS.ffffff").
+_BUCKET_SQL = {
+    "sqlite": "(CAST(strftime('%%s', logs_logline.timestamp) AS INTEGER) / %s) * %s",
+    "postgresql": "(floor(extract(epoch from logs_logline.timestamp) / %s) * %s)::bigint",
+}
+
+
+def histogram(index_set: IndexSet, request: SearchRequest, interval: int) -> dict[int, int]:
+    """Matching lines per bucket of `interval` seconds (GROUP BY the truncated time)."""
+    qs = filtered(index_set, request, plan="probe").order_by()
+    bucket = RawSQL(_BUCKET_SQL[connection.vendor], [interval, interval], output_field=IntegerField())
+    rows = qs.annotate(bucket=bucket).values("bucket").annotate(n=Count("id")).values_list("bucket", "n")
+    return {int(start): n for start, n in rows}

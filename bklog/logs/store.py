@@ -68,6 +68,10 @@ class LineStore(Protocol):
 
     def search(self, index_set: IndexSet, request, size: int, cursor: str | None = None) -> dict: ...
 
+    def histogram(self, index_set: IndexSet, request, interval: int) -> dict[int, int]:
+        """Matching lines per bucket: {bucket start in epoch seconds (a multiple of interval): count};
+        the request has start and end."""
+
     def iter_lines(self, index_set: IndexSet, request, after=None, limit: int | None = None) -> Iterator: ...
 
     def delete_older_than(self, index_set: IndexSet, cutoff: datetime) -> int: ...
@@ -99,6 +103,11 @@ class DatabaseStore:
         from bklog.logs import search
 
         return search.search(index_set, request, size, cursor)
+
+    def histogram(self, index_set, request, interval) -> dict[int, int]:
+        from bklog.logs import search
+
+        return search.histogram(index_set, request, interval)
 
     def iter_lines(self, index_set, request, after=None, limit=None) -> Iterator[LogLine]:
         """Oldest first, keyset-paginated so it streams any size with flat memory.

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import functools
+import re
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -215,6 +218,53 @@ def search_view(request, index_set: IndexSet):
     except SearchError as exc:
         return error(400, str(exc), param=exc.param)
     return JsonResponse(result)
+
+
+HISTOGRAM_MAX_BUCKETS = 1000
+# interval=auto: the smallest of these giving at most HISTOGRAM_AUTO_BUCKETS buckets.
+HISTOGRAM_STEPS = (1, 5, 10, 30, 60, 300, 600, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 7 * 86400, 30 * 86400)
+HISTOGRAM_AUTO_BUCKETS = 100
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _interval(raw: str, span: float) -> int:
+    if raw in ("", "auto"):
+        return next((step for step in HISTOGRAM_STEPS if span / step <= HISTOGRAM_AUTO_BUCKETS), HISTOGRAM_STEPS[-1])
+    match = re.fullmatch(r"([1-9][0-9]{0,6})([smhd])", raw)
+    if not match:
+        raise SearchError("interval", f"interval={raw[:50]!r} is not auto or a duration like 30s, 5m, 1h, 1d")
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+@allow("GET")
+@api_view(with_index_set=True)
+def histogram_view(request, index_set: IndexSet):
+    """Matching lines over time: `q`, `start`, `end` (default the last 24 hours), `field.NAME`,
+    `interval` (auto, or 30s, 5m, 1h, 1d ...); every bucket of the range, empty ones included."""
+    params = request.GET.copy()
+    interval_raw = params.pop("interval", ["auto"])[-1]
+    try:
+        search_request = _search_request_from_params(params)
+        check_param("interval", interval_raw)
+        search_request.end = search_request.end or timezone.now()
+        search_request.start = search_request.start or search_request.end - timedelta(hours=24)
+        validate(search_request)
+        span = (search_request.end - search_request.start).total_seconds()
+        interval = _interval(interval_raw, span)
+        first = int(search_request.start.timestamp()) // interval * interval
+        count = int((search_request.end.timestamp() - first) // interval) + 1
+        if count > HISTOGRAM_MAX_BUCKETS:
+            raise SearchError("interval", f"{count} buckets of {interval} s: at most {HISTOGRAM_MAX_BUCKETS}; "
+                                          "use a longer interval or a shorter range")
+        with database_deadline(settings.BKLOG_SEARCH_TIMEOUT):
+            counts = line_store().histogram(index_set, search_request, interval)
+    except SearchError as exc:
+        return error(400, str(exc), param=exc.param)
+    buckets = [{"start": datetime.fromtimestamp(first + i * interval, tz=dt_timezone.utc).isoformat().replace("+00:00", "Z"),
+                "count": counts.get(first + i * interval, 0)} for i in range(count)]
+    return JsonResponse({"index_set": index_set.name, "interval_seconds": interval,
+                         "start": search_request.start.isoformat(), "end": search_request.end.isoformat(),
+                         "total": sum(b["count"] for b in buckets), "buckets": buckets})
 
 
 @csrf_exempt
