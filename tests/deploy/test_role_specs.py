@@ -18,8 +18,24 @@ def test_defaults_match_argument_specs(role):
     assert set(options) - set(defaults) == {k for k, v in options.items() if v.get("required") and k not in defaults}
     for name in options:
         assert name.startswith(role.name + "_"), f"{name} lacks the {role.name}_ prefix"
-    text = (role / "defaults" / "main.yml").read_text()
+    lines = (role / "defaults" / "main.yml").read_text().splitlines()
     for name in defaults:
-        line = text.splitlines().index(next(l for l in text.splitlines() if l.startswith(name + ":")))
-        assert text.splitlines()[line - 1].startswith("#") or text.splitlines()[line - 1].startswith(name[:3]), \
-            f"{name} has no comment above it in defaults/main.yml"
+        assert documented(lines, name), f"{name} has no comment above it (or above its block) in defaults/main.yml"
+
+
+def documented(lines: list[str], name: str) -> bool:
+    """A comment above the default, or above the block of defaults it belongs to: going up from
+    its line, a comment comes before a blank line (or the top of the file)."""
+    index = next(i for i, line in enumerate(lines) if line.startswith(name + ":"))
+    for line in reversed(lines[:index]):
+        if not line.strip() or line.strip() == "---":
+            return False
+        if line.lstrip().startswith("#"):
+            return True
+    return False
+
+
+def test_the_comment_check_can_fail():
+    assert documented(["---", "# Port.", "x_port: 1", "x_host: a"], "x_host")
+    assert not documented(["---", "# Port.", "x_port: 1", "", "x_host: a"], "x_host")
+    assert not documented(["---", "x_host: a"], "x_host")
