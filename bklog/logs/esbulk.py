@@ -156,22 +156,20 @@ def run(body: bytes, url_index: str | None, index_set: IndexSet) -> dict:
     received_at = timezone.now()
     for item in items:
         check_item(item, index_set, received_at)
-    by_index: dict[str, list[Item]] = {}
-    for item in items:
-        if not item.failed:
-            by_index.setdefault(item.index, []).append(item)
-    for name, group in by_index.items():
+    # Every item that passed is the token's own index set's (check_item): one batch, whole or not at all.
+    group = [item for item in items if not item.failed]
+    if group:
         try:
             accepted = ingest.accept(index_set, [item.parsed for item in group])
         except ingest.BatchRejected as exc:
-            # Nothing of this index set's items was stored: each is reported failed, to retry.
+            # Nothing of the batch was stored: each item is reported failed, to retry.
             status, kind = (429, "es_rejected_execution_exception") if exc.status == 503 else (exc.status, "illegal_argument_exception")
             for item in group:
                 item.fail(status, kind, exc.message)
-            continue
-        for seq, item in enumerate(group):
-            item.result = {"_index": name, "_id": item.doc_id or f"{accepted['batch']}-{seq}", "_version": 1,
-                           "result": "created", "_shards": {"total": 1, "successful": 1, "failed": 0},
-                           "_seq_no": seq, "_primary_term": 1, "status": 201}
+        else:
+            for seq, item in enumerate(group):
+                item.result = {"_index": index_set.name, "_id": item.doc_id or f"{accepted['batch']}-{seq}", "_version": 1,
+                               "result": "created", "_shards": {"total": 1, "successful": 1, "failed": 0},
+                               "_seq_no": seq, "_primary_term": 1, "status": 201}
     return {"took": int((time.monotonic() - started) * 1000), "errors": any(item.failed for item in items),
             "items": [{item.action: item.result} for item in items]}
