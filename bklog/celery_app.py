@@ -4,10 +4,12 @@ import os
 
 from celery import Celery
 
+from bklog import broker
 from bklog.config import load_app_spec
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bklog.settings")
 
+broker.register()  # before any connection (bklog/broker.py: a failed ack must not stall a worker)
 APP_SPEC = load_app_spec()
 _celery_spec = APP_SPEC["celery"]
 

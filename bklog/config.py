@@ -37,8 +37,9 @@ VARIABLES: dict[str, Variable] = {
     for v in [
         Variable("BKLOG_ENV", "str", "dev", "Environment: dev, stag or prod; picks <env>.env.yml."),
         Variable("BKLOG_DATA_DIR", "str", "./data", "SQLite database, exports, beat schedule. Relative paths are resolved against the working directory."),
-        Variable("DATABASE_URL", "str", "", "Metadata and log index database. Empty: SQLite at $BKLOG_DATA_DIR/bklog.sqlite3 (FTS5). postgres://user:pass@host:5432/db for PostgreSQL."),
-        Variable("REDIS_URL", "str", "", "Celery broker and cache. Empty: no broker, ingest and exports run inline (embedded mode)."),
+        Variable("DATABASE_URL", "str", "", "Metadata and log index database. Empty: SQLite at $BKLOG_DATA_DIR/bklog.sqlite3 (FTS5). postgres://user:pass@host:5432/db for PostgreSQL; postgres://user:pass@pg1:5432,pg2:5432,pg3:5432/db for a Patroni cluster (each connection goes to whichever host is the primary: target_session_attrs=read-write)."),
+        Variable("REDIS_URL", "str", "", "Celery broker and cache. Empty: no broker, ingest and exports run inline (embedded mode). redis://[:password@]host:6379/0 for one server; sentinel://:password@s1:26379;sentinel://:password@s2:26379;... for a Sentinel group (the master is asked of the sentinels; they take the same password)."),
+        Variable("BKLOG_REDIS_SENTINEL_MASTER", "str", "bklog", "With sentinel:// in REDIS_URL: the name the sentinels monitor the master by."),
         Variable("BKLOG_SEARCH_BACKEND", "str", "database", "Where log lines are indexed and searched: database (SQLite FTS5 or PostgreSQL, whichever DATABASE_URL names) or opensearch (an OpenSearch cluster; metadata stays in the database)."),
         Variable("BKLOG_OPENSEARCH_URL", "list", "", "With the opensearch backend: comma-separated node URLs, e.g. http://os1:9200,http://os2:9200."),
         Variable("BKLOG_OPENSEARCH_USER", "str", "", "With the opensearch backend: basic-auth user (empty: none)."),
@@ -184,6 +185,7 @@ class Config:
             if self[name] >= self["GUNICORN_TIMEOUT"]:
                 problems.append(f"{name}={self[name]} must be below GUNICORN_TIMEOUT={self['GUNICORN_TIMEOUT']} "
                                 "(gunicorn would kill the worker first)")
+        problems.extend(self._connection_problems())
         if self["BKLOG_SEARCH_BACKEND"] not in ("database", "opensearch"):
             problems.append(f"BKLOG_SEARCH_BACKEND={self['BKLOG_SEARCH_BACKEND']!r} is not one of database, opensearch")
         if self["BKLOG_SEARCH_BACKEND"] == "opensearch":
@@ -192,6 +194,19 @@ class Config:
             problems.append(f"GUNICORN_WORKERS={self['GUNICORN_WORKERS']} must be 0 (auto) or more")
         if problems:
             raise ConfigError("; ".join(problems))
+
+    def _connection_problems(self) -> list[str]:
+        from bklog import connections
+
+        problems = []
+        try:
+            if self["DATABASE_URL"]:
+                connections.database(self["DATABASE_URL"], 0)
+            if self["REDIS_URL"]:
+                connections.redis_target(self["REDIS_URL"], self["BKLOG_REDIS_SENTINEL_MASTER"])
+        except connections.ConnectionUrlError as exc:
+            problems.append(str(exc))
+        return problems
 
     def _opensearch_problems(self) -> list[str]:
         problems = []

@@ -108,13 +108,9 @@ def check_database_index() -> str:
 def _check_broker() -> str:
     if not settings.BKLOG_PIPELINE_ASYNC:
         return "inline (no broker configured)"
-    import redis
+    from bklog.connections import redis_client
 
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
-    try:
-        client.ping()
-    finally:
-        client.close()
+    redis_client(settings.REDIS_TARGET).ping()
     return "ok"
 
 
@@ -152,14 +148,11 @@ class StateCollector:
         depth = GaugeMetricFamily("bklog_celery_queue_length", "Messages waiting per Celery queue", labels=["queue"])
         if settings.BKLOG_PIPELINE_ASYNC:
             try:
-                import redis
+                from bklog.connections import redis_client
 
-                client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
-                try:
-                    for queue in all_queues():
-                        depth.add_metric([queue], float(client.llen(queue)))
-                finally:
-                    client.close()
+                client = redis_client(settings.REDIS_TARGET)
+                for queue in all_queues():
+                    depth.add_metric([queue], float(client.llen(queue)))
             except Exception as exc:
                 log.warning("queue depth unavailable: %s", exc)
         yield depth

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from bklog import connections
 from bklog.config import Config, ConfigError
 
 try:
@@ -42,12 +42,10 @@ WSGI_APPLICATION = "bklog.wsgi.application"
 TEMPLATES: list = []
 APPEND_SLASH = False
 
+# One PostgreSQL host, or a Patroni cluster's hosts (the connection finds the primary), or SQLite.
 DATABASES = {
-    "default": dj_database_url.parse(
-        CONFIG["DATABASE_URL"] or f"sqlite:///{DATA_DIR / 'bklog.sqlite3'}",
-        conn_max_age=CONFIG["BKLOG_DB_CONN_MAX_AGE"],
-        conn_health_checks=True,
-    )
+    "default": connections.database(CONFIG["DATABASE_URL"] or f"sqlite:///{DATA_DIR / 'bklog.sqlite3'}",
+                                    conn_max_age=CONFIG["BKLOG_DB_CONN_MAX_AGE"])
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets searches read while a batch is written; the busy timeout rides out writer bursts.
@@ -61,7 +59,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = CONFIG["REDIS_URL"]
-if REDIS_URL:
+# One Redis server, or the master of a Sentinel group (bklog/connections.py).
+REDIS_TARGET = connections.redis_target(REDIS_URL, CONFIG["BKLOG_REDIS_SENTINEL_MASTER"]) if REDIS_URL else None
+if REDIS_TARGET and REDIS_TARGET.is_sentinel:
+    CACHES = {"default": {"BACKEND": "bklog.connections.SentinelRedisCache", "LOCATION": REDIS_URL,
+                          "OPTIONS": {"master_name": REDIS_TARGET.master_name}}}
+elif REDIS_TARGET:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
@@ -117,8 +120,16 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CONFIG["BKLOG_CELERY_VISIBILITY_TIMEOUT"]}
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CONFIG["BKLOG_CELERY_VISIBILITY_TIMEOUT"],
+                                   **(connections.celery_transport_options(REDIS_TARGET) if REDIS_TARGET else {})}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Workers subscribe to no broadcast channel: no remote control here, and the worker programs run
+# with --without-gossip --without-mingle. redis-py 8 reads a subscription with no timeout and, on
+# a connection error, reconnects and reads again inside the same call: when the Redis master's host
+# vanished, a worker sat for ever in that read on a healthy, silent connection to the new master
+# and took no task again (seen in molecule/ha). Queues are read with BRPOP, whose errors reach
+# Celery, which reconnects through the sentinels.
+CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 

@@ -7,6 +7,10 @@
 set -euo pipefail
 CONSUL_VERSION=${CONSUL_VERSION:-1.16.1}
 cache=${BKLOG_CACHE_DIR:-$HOME/.cache/bklog-deploy}
+# One build at a time (the test suite's background build and a test that needs it may both ask).
+mkdir -p "$cache"
+exec 9>"$cache/consul.lock"
+flock 9
 out="$cache/consul-$CONSUL_VERSION/consul"
 if [[ -x $out ]] && "$out" version | grep -q "Consul v$CONSUL_VERSION"; then
   echo "$out"; exit 0

@@ -7,6 +7,10 @@
 set -euo pipefail
 FILEBEAT_VERSION=${FILEBEAT_VERSION:-7.17.29}
 cache=${BKLOG_CACHE_DIR:-$HOME/.cache/bklog-deploy}
+# One build at a time (the test suite's background build and a test that needs it may both ask).
+mkdir -p "$cache"
+exec 9>"$cache/filebeat.lock"
+flock 9
 out="$cache/filebeat-$FILEBEAT_VERSION/filebeat"
 if [[ -x $out ]] && "$out" version 2>/dev/null | grep -q "filebeat version $FILEBEAT_VERSION"; then
   echo "$out"; exit 0

@@ -88,16 +88,18 @@ def inventory(p: Plan, env: str) -> dict[str, str]:
     for queue, count in p.workers_by_queue.items():
         workers[queue] = [f"{env}-bklog-worker-{i:02d}.example.internal" for i in range(n, n + count)]
         n += count
+    infra = [f"{env}-infra-{i:02d}.example.internal" for i in (1, 2, 3)]
     files = {"hosts.yml": (
         f"---\n# {env}: sized by scripts/capacity_plan.py for {p.lines_per_day:,} lines a day "
         f"(+{p.headroom:.0%} headroom: {p.planned_lines_per_day:,}).\n"
-        f"# Database: {p.database} (the fleet's own; set bklog_app_database_url). Replace the host names.\n"
+        f"# Database: {p.database}, on the three infra hosts with Redis and Consul. Replace the host names.\n"
         "all:\n  children:\n    bklog:\n      children:\n        bklog_api:\n          hosts:\n" + hosts(api, 12)
         + "        bklog_workers:\n          children:\n"
         + "".join(f"            bklog_workers_{q}:\n              hosts:\n" + hosts(names, 16) for q, names in workers.items())
         + "    bklog_lb:\n      hosts:\n" + hosts([f"{env}-bklog-lb-01.example.internal"], 8)
-        + "    bklog_consul_servers:\n      hosts:\n" + hosts([f"{env}-infra-{i:02d}.example.internal" for i in (1, 2, 3)], 8)
-        + "    bklog_postgresql:\n    bklog_redis:\n"
+        + "    bklog_consul_servers:\n      hosts:\n" + hosts(infra, 8)
+        + "    # The data tier (docs/high-availability.md): PostgreSQL under Patroni, Redis with Sentinel.\n"
+        + "".join(f"    {group}:\n      hosts:\n" + hosts(infra, 8) for group in ("bklog_postgresql", "bklog_redis"))
         + "    bklog_monitoring:\n      hosts:\n" + hosts([f"{env}-infra-01.example.internal"], 8)
         + "    # Hosts whose logs rsyslog ships into BK LOG (playbooks/log_agent.yml): add the fleet's.\n"
         + "    bklog_log_agent:\n"

@@ -58,11 +58,12 @@ wait_prebuild() {
   prebuilt=yes
 }
 
-# molecule/default and molecule/opensearch (two hosts each, no load) run one after the other in the
-# background beside the suites below as soon as the images are built: most of their time is apt,
-# systemd and service waits, not CPU. The cluster scenario (timed rolling upgrades under load)
+# molecule/ha (a data host killed under a light load: Patroni's and Sentinel's failover timings, not
+# CPU), molecule/default and molecule/opensearch run one after the other in the background beside
+# the suites below as soon as the images are built: most of their time is apt, systemd and service
+# waits, not CPU. The cluster scenario (timed rolling upgrades under load)
 # starts after the other suites; its load tests come when this chain is over.
-background_scenarios=(default opensearch)
+background_scenarios=(ha default opensearch)
 if [[ $what == all || $what == molecule ]]; then
   (
     while [[ ! -f $run_dir/images.done ]]; do kill -0 "$prebuild" 2>/dev/null || exit 1; sleep 2; done
@@ -95,10 +96,10 @@ if [[ $what == all || $what == service ]]; then
 fi
 
 if [[ $what == all || $what == engine ]]; then
-  echo "== the bulk endpoint against a real OpenSearch 2.19 (same batches, same per-item results); Filebeat 7.17"
+  echo "== the bulk endpoint against a real OpenSearch 2.19; Filebeat 7.17; failovers of Patroni and Sentinel under ingest"
   wait "$filebeat_build" || { tail -n 30 "$run_dir/filebeat-build.log"; echo "building Filebeat failed"; exit 1; }
   env -u DATABASE_URL -u REDIS_URL BKLOG_DATA_DIR="$run_dir/engine" pytest -p no:cacheprovider tests/engine
-  suite_done "engine (bulk parity)"
+  suite_done "engine (parity, shippers, failover)"
 fi
 
 if [[ $what == all || $what == deploy ]]; then

@@ -14,7 +14,7 @@ import logging
 from http import HTTPStatus
 
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from django.http import HttpResponse, JsonResponse
 
 log = logging.getLogger("bklog.errors")
@@ -52,9 +52,17 @@ def allow(*methods: str, refuse=_method_not_allowed):
     return decorate
 
 
+# PostgreSQL's codes for a server that cannot take this work now: read-only (a primary demoted by a
+# failover, or a connection that reached a replica), shutting down, starting, or the connection lost.
+_UNAVAILABLE_SQLSTATES = ("25006", "57P01", "57P02", "57P03", "08")
+
+
 def _unavailable(exc: Exception) -> bool:
-    """A database that is down, restarting or busy (not a bad query): worth a retry."""
+    """A database that is down, restarting, demoted or busy (not a bad query): worth a retry."""
     if isinstance(exc, InterfaceError):
+        return True
+    sqlstate = getattr(exc.__cause__, "sqlstate", None) or ""
+    if sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
         return True
     if not isinstance(exc, OperationalError):
         return False
@@ -79,6 +87,12 @@ class JsonErrorsMiddleware:
     def process_exception(self, request, exception):
         if isinstance(exception, DatabaseError) and _unavailable(exception):
             log.warning("database unavailable for %s %s: %s", request.method, request.path, exception)
+            # The next request opens a new connection, which finds the primary (a connection to a
+            # demoted primary still answers Django's health check, SELECT 1).
+            try:
+                connection.close()
+            except DatabaseError:
+                pass  # already gone
             return error(503, f"the database is unavailable ({exception.__class__.__name__}); retry later")
         log.error("internal error on %s %s", request.method, request.path, exc_info=exception)
         return error(500, "internal server error (logged by the server)")

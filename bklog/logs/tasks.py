@@ -82,47 +82,59 @@ REQUEUE_SCAN_LIMIT = 20000
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-def ids_in_broker() -> set[str] | None:
-    """Every id named by a message waiting in a queue or delivered and not yet acknowledged (a
-    task's args carry its batch id), read from Redis; None when the queues are too long to read."""
-    import redis
-
+def ids_in_broker(delivered_since: float) -> set[str] | None:
+    """Every id named by a message waiting in a queue, or delivered to a worker since
+    `delivered_since` (epoch seconds) and not acknowledged yet (a task's args carry its batch or
+    job id), read from Redis; None when the queues are too long to read. A message delivered
+    before that and never acknowledged went with its worker, or with the connection to a master
+    that is gone (Redis would hand it out again only after the visibility timeout, hours)."""
     from bklog.celery_app import all_queues
+    from bklog.connections import redis_client
 
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=5, socket_timeout=10)
-    try:
-        # kombu's Redis transport: one list per queue (and per priority step), and a hash of the
-        # messages delivered to a worker and not acknowledged yet.
-        keys = [key for queue in all_queues() for key in (queue, *(f"{queue}\x06\x16{p}" for p in (3, 6, 9)))]
-        if sum(client.llen(key) for key in keys) + client.hlen("unacked") > REQUEUE_SCAN_LIMIT:
-            return None
-        found: set[str] = set()
-        for raw in [m for key in keys for m in client.lrange(key, 0, -1)] + client.hvals("unacked"):
-            found.update(_UUID.findall(raw.decode("utf-8", "replace")))
-        return found
-    finally:
-        client.close()
+    client = redis_client(settings.REDIS_TARGET)
+    # kombu's Redis transport: one list per queue (and per priority step), a hash of the messages
+    # delivered and not acknowledged, and a sorted set of their delivery times.
+    keys = [key for queue in all_queues() for key in (queue, *(f"{queue}\x06\x16{p}" for p in (3, 6, 9)))]
+    if sum(client.llen(key) for key in keys) + client.hlen("unacked") > REQUEUE_SCAN_LIMIT:
+        return None
+    recent = client.zrangebyscore("unacked_index", delivered_since, "+inf")
+    delivered = [m for m in client.hmget("unacked", recent) if m is not None] if recent else []
+    found: set[str] = set()
+    for raw in [m for key in keys for m in client.lrange(key, 0, -1)] + delivered:
+        found.update(_UUID.findall(raw.decode("utf-8", "replace")))
+    return found
 
 
 @app.task(acks_late=True)
 def requeue_pending_batches(older_than_seconds: int = 600) -> int:
-    """Safety net: a batch whose task was lost (the broker flushed or failed over) is queued
-    again; one whose task still waits in a queue, or is being indexed, is left alone (requeueing
-    it too would only add a duplicate task to a queue that is already long)."""
+    """Safety net: a batch or an export job whose task was lost (the broker flushed, or failed over
+    to a replica that had not received it: Redis replicates asynchronously; or was delivered to a
+    worker that died) is queued again; one whose task still waits in a queue, or was delivered
+    within the same window, is left alone (requeueing it too would only add a duplicate task to a
+    queue that is already long; a duplicate is harmless, both tasks are idempotent). The database is the source
+    of truth for both; a task is only a reminder."""
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    ids = [str(i) for i in IngestBatch.objects.filter(status=IngestBatch.PENDING, received_at__lt=cutoff)
-           .values_list("id", flat=True)[:1000]]
-    if not ids:
+    batch_ids = [str(i) for i in IngestBatch.objects.filter(status=IngestBatch.PENDING, received_at__lt=cutoff)
+                 .values_list("id", flat=True)[:1000]]
+    job_ids = [str(i) for i in ExportJob.objects.filter(status=ExportJob.PENDING, created_at__lt=cutoff)
+               .values_list("id", flat=True)[:1000]]
+    if not batch_ids and not job_ids:
         return 0
     try:
-        present = ids_in_broker()
+        present = ids_in_broker(delivered_since=cutoff.timestamp())
     except Exception as exc:  # the broker cannot be read: requeue, as a safety net should
-        log.warning("could not read the broker's queues (%s): requeueing every stale batch", exc)
+        log.warning("could not read the broker's queues (%s): requeueing every stale batch and export", exc)
         present = set()
     if present is None:
-        log.info("%d stale batches, queues too long to read: left to the queue", len(ids))
+        log.info("%d stale batches and %d exports, queues too long to read: left to the queue",
+                 len(batch_ids), len(job_ids))
         return 0
-    lost = [batch_id for batch_id in ids if batch_id not in present]
-    for batch_id in lost:
+    lost_batches = [batch_id for batch_id in batch_ids if batch_id not in present]
+    lost_jobs = [job_id for job_id in job_ids if job_id not in present]
+    for batch_id in lost_batches:
         index_batch.apply_async(args=[batch_id])
-    return len(lost)
+    for job_id in lost_jobs:
+        run_export.apply_async(args=[job_id])
+    if lost_jobs:
+        log.warning("requeued %d export job(s) whose task was lost", len(lost_jobs))
+    return len(lost_batches) + len(lost_jobs)

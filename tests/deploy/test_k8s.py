@@ -139,8 +139,11 @@ def test_configmap_and_secret_from_the_inventory_and_vault(prod):
     assert config["GUNICORN_WORKERS"] == str(2 * SPEC["resources"]["min_cpu_cores"])
     secret = found[("Secret", "bklog-secret")]["stringData"]
     assert secret["BKLOG_SECRET_KEY"] == VAULT["vault_bklog_secret_key"]
-    assert secret["DATABASE_URL"] == "postgres://bklog:pg-pass%2Fword@prod-pg.example.internal:5432/bklog"
-    assert secret["REDIS_URL"] == "redis://:redis-pass@prod-redis.example.internal:6379/0"
+    # The prod inventory's HA data tier: every Patroni member, every sentinel.
+    infra = [f"prod-infra-0{i}.example.internal" for i in (1, 2, 3)]
+    assert secret["DATABASE_URL"] == ("postgres://bklog:pg-pass%2Fword@" + ",".join(f"{h}:5432" for h in infra)
+                                      + "/bklog?target_session_attrs=read-write")
+    assert secret["REDIS_URL"] == ";".join(f"sentinel://:redis-pass@{h}:26379/0" for h in infra)
     # No secret outside the Secret, and the Secret's file readable by its owner only.
     for path in prod.glob("*.yml"):
         if path.name != "secret.yml":

@@ -158,3 +158,60 @@ def test_a_cluster_on_loopback_transport_is_spared_the_production_limits(tmp_pat
     result = run_site(tmp_path, "validate.yml", search_nodes=nodes)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert "UNREACHABLE" not in result.stdout
+
+
+DATA = {"redis_password": "r" * 20, "postgresql_password": "p" * 20, "consul_server": True, "consul_bootstrap_expect": 3,
+        "postgresql_patroni_superuser_password": "s" * 20, "postgresql_patroni_replication_password": "q" * 20,
+        "postgresql_patroni_restapi_password": "a" * 20}
+
+
+def run_data_tier(tmp_path: Path, data_hosts: int = 3, consul_servers: int | None = None, data: dict | None = None,
+                  **app) -> subprocess.CompletedProcess:
+    """site.yml against an app host and data hosts that are each a Consul server (the first
+    consul_servers of them), a PostgreSQL member and a Redis member: the prod inventory's shape."""
+    names = [f"data{i}" for i in range(1, data_hosts + 1)]
+    data_vars = {name: {"ansible_host": f"192.0.2.{30 + i}", "ansible_connection": "ssh", **DATA,
+                        "consul_retry_join": names, **(data or {})} for i, name in enumerate(names)}
+    inventory = {"all": {"children": {
+        "bklog": {"children": {"bklog_api": {"hosts": {"vm1": {**GOOD, **app}}}, "bklog_workers": {"hosts": {"vm1": None}}}},
+        "bklog_consul_servers": {"hosts": {n: data_vars[n] for n in names[:consul_servers or data_hosts]}},
+        "bklog_postgresql": {"hosts": {n: data_vars[n] for n in names}},
+        "bklog_redis": {"hosts": {n: data_vars[n] for n in names}},
+    }}}
+    path = tmp_path / "hosts.yml"
+    path.write_text(yaml.safe_dump(inventory))
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
+           "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
+    return subprocess.run([str(BIN / "ansible-playbook"), "-i", str(path), str(ROOT / "playbooks" / "site.yml")],
+                          env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"data_hosts": 2}, "bklog_redis has 2 hosts, so Redis runs with Sentinel: it needs three or more"),
+    ({"data": {"redis_sentinel_quorum": 1}}, "redis_sentinel_quorum a majority of them (got 1)"),
+    ({"data": {"postgresql_patroni_replication_password": ""}},
+     "postgresql_patroni_superuser_password, postgresql_patroni_replication_password and postgresql_patroni_restapi_password must be set"),
+    ({"data": {"postgresql_patroni_ttl": 10}}, "Patroni needs postgresql_patroni_ttl >= 20"),
+    ({"data_hosts": 4, "data": {"consul_bootstrap_expect": 3}}, "bklog_consul_servers has 4 hosts: use 1, 3 or 5"),
+    ({"bklog_app_database_url": "postgres://bklog:pw@data1:5432,data2:5432/bklog"},
+     "bklog_app_database_url names several hosts: add ?target_session_attrs=read-write"),
+    ({"bklog_app_redis_url": "sentinel://:pw@data1:26379;redis://:pw@data2:6379"},
+     "bklog_app_redis_url, when it names sentinels, must be sentinel://:password@host:26379[/db] addresses"),
+])
+def test_bad_data_tier_fails_before_any_host_is_touched(tmp_path, kwargs, message):
+    result = run_data_tier(tmp_path, **kwargs)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert message in " ".join(output.split()), output[-3000:]
+    assert "UNREACHABLE" not in output and "Gathering Facts" not in output
+
+
+def test_the_prod_shaped_data_tier_passes_validation(tmp_path):
+    """Three data hosts (Patroni, Sentinel, Consul servers) with URLs naming them all: every check
+    passes, and the run goes on to the hosts (which do not exist here)."""
+    sentinels = ";".join(f"sentinel://:pw@data{i}:26379/0" for i in (1, 2, 3))
+    result = run_data_tier(tmp_path, bklog_app_redis_url=sentinels, bklog_app_database_url=(
+        "postgres://bklog:pw@data1:5432,data2:5432,data3:5432/bklog?target_session_attrs=read-write"))
+    output = " ".join((result.stdout + result.stderr).split())
+    assert "UNREACHABLE" in output, output[-3000:]
+    assert "Assertion failed" not in output and "assertion:" not in output, output[-3000:]

@@ -137,33 +137,46 @@ def test_create_index_set_with_a_token_from_stdin(db, monkeypatch):
 
 
 @pytest.mark.skipif(not os.environ.get("BKLOG_TEST_REDIS_URL"), reason="needs the test Redis (scripts/test.sh starts it)")
-def test_requeue_sends_only_the_batches_whose_task_is_lost(make_index_set, settings, monkeypatch):
-    """A batch whose task still waits in a queue, or is delivered and unacknowledged, is not
-    requeued (that only lengthened a long queue); one whose task is gone is. Queues too long to
-    read through are left to drain."""
+def test_requeue_sends_only_the_batches_and_exports_whose_task_is_lost(make_index_set, settings, monkeypatch):
+    """A batch or export job whose task still waits in a queue, or is delivered and unacknowledged,
+    is not requeued (that only lengthened a long queue); one whose task is gone (a Redis failover
+    to a replica that had not received it) is. Queues too long to read through are left to drain."""
     import json
+    import time
     from datetime import timedelta
 
     import redis
     from django.utils import timezone
 
+    from bklog import connections
     from bklog.logs import tasks
-    from bklog.logs.models import IngestBatch
+    from bklog.logs.models import ExportJob, IngestBatch
 
     url = os.environ["BKLOG_TEST_REDIS_URL"].rsplit("/", 1)[0] + "/7"  # a database of its own
     settings.REDIS_URL = url
+    settings.REDIS_TARGET = connections.redis_target(url, "")
     client = redis.Redis.from_url(url)
     client.flushdb()
     index_set, _ = make_index_set("app")
     old = timezone.now() - timedelta(minutes=30)
-    waiting, delivered, lost = (IngestBatch.objects.create(index_set=index_set, received_at=old, lines=["x"], line_count=1)
-                                for _ in range(3))
-    # As kombu's Redis transport keeps them: a message in the queue's list, one in the unacked hash.
+    waiting, delivered, lost, delivered_long_ago = (
+        IngestBatch.objects.create(index_set=index_set, received_at=old, lines=["x"], line_count=1) for _ in range(4))
+    # As kombu's Redis transport keeps them: a message in the queue's list, one in the unacked hash
+    # with its delivery time in the unacked index. One delivered an hour ago and never acknowledged
+    # went with its worker (or with the master it was delivered from): it is sent again.
     client.rpush("pipeline", json.dumps({"headers": {"task": "bklog.logs.tasks.index_batch", "argsrepr": f"['{waiting.id}']"}}))
-    client.hset("unacked", "tag-1", json.dumps([{"headers": {"argsrepr": f"['{delivered.id}']"}}, "", "pipeline"]))
+    for tag, batch, at in (("tag-1", delivered, time.time()), ("tag-2", delivered_long_ago, time.time() - 3600)):
+        client.hset("unacked", tag, json.dumps([{"headers": {"argsrepr": f"['{batch.id}']"}}, "", "pipeline"]))
+        client.zadd("unacked_index", {tag: at})
+    export_waiting, export_lost = (ExportJob.objects.create(index_set=index_set) for _ in range(2))
+    ExportJob.objects.filter(pk__in=[export_waiting.pk, export_lost.pk]).update(created_at=old)
+    client.rpush("async_export", json.dumps({"headers": {"task": "bklog.logs.tasks.run_export",
+                                                         "argsrepr": f"['{export_waiting.id}']"}}))
     sent = []
     monkeypatch.setattr(tasks.index_batch, "apply_async", lambda args, **kw: sent.append(args[0]))
-    assert tasks.requeue_pending_batches() == 1 and sent == [str(lost.id)]
+    monkeypatch.setattr(tasks.run_export, "apply_async", lambda args, **kw: sent.append(args[0]))
+    assert tasks.requeue_pending_batches() == 3
+    assert sorted(sent) == sorted([str(lost.id), str(delivered_long_ago.id), str(export_lost.id)])
     monkeypatch.setattr(tasks, "REQUEUE_SCAN_LIMIT", 1)
     sent.clear()
     assert tasks.requeue_pending_batches() == 0 and sent == []

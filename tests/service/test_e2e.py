@@ -111,7 +111,7 @@ class Stack:
 
     def start_worker(self, queues="pipeline,pipeline_priority,async_export,default,celery"):
         self.start("worker", [str(BIN / "celery"), "-A", "bklog.celery_app", "worker", "-Q", queues, "-c", "2",
-                              "--loglevel", "INFO", "-n", f"e2e-{uuid.uuid4().hex[:6]}@%h"])
+                              "--loglevel", "INFO", "-n", f"e2e-{uuid.uuid4().hex[:6]}@%h", "--without-gossip", "--without-mingle"])
         self.wait_for(lambda: "ready." in self.log("worker"), "celery worker ready")
 
     def ingest(self, token: str, body: bytes, index_set: str = "app"):

@@ -18,12 +18,18 @@ def test_readyz_ok(client):
 
 
 @pytest.mark.django_db
-def test_readyz_names_an_unreachable_broker(client, settings):
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:1/0", "sentinel://:pw@127.0.0.1:1;sentinel://:pw@127.0.0.1:2"],
+                         ids=["server", "sentinels"])
+def test_readyz_names_an_unreachable_broker(client, settings, url):
+    from bklog import connections
+
     settings.BKLOG_PIPELINE_ASYNC = True
-    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    settings.REDIS_URL = url  # nothing listens on ports 1 and 2
+    settings.REDIS_TARGET = connections.redis_target(url, "bklog")
     r = client.get("/readyz")
     assert r.status_code == 503
-    assert r.json()["failed"] == ["broker"] and "ConnectionError" in r.json()["checks"]["broker"]
+    assert r.json()["failed"] == ["broker"]
+    assert ("ConnectionError" if "redis:" in url else "MasterNotFoundError") in r.json()["checks"]["broker"]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -80,24 +80,55 @@ def _redis_command(sock, *words: str):
     return line[1:]
 
 
-def backlog(redis_url: str, queues: list[str]) -> dict:
-    """LLEN of each queue's list on the broker (Celery's Redis transport keeps a queue in a list)."""
+def _redis_login(address: tuple[str, int], password: str, username: str = "") -> socket.socket:
+    sock = socket.create_connection(address, timeout=5)
+    if password:
+        _redis_command(sock, *(["AUTH", username, password] if username else ["AUTH", password]))
+    return sock
+
+
+def _sentinel_master(items: list[urllib.parse.ParseResult], master_name: str) -> tuple[str, int]:
+    """The master's address as the first sentinel that answers names it."""
+    problems = []
+    for item in items:
+        try:
+            with _redis_login((item.hostname, item.port or 26379), urllib.parse.unquote(item.password or "")) as sock:
+                sock.sendall(f"*3\r\n$8\r\nSENTINEL\r\n$23\r\nget-master-addr-by-name\r\n${len(master_name)}\r\n"
+                             f"{master_name}\r\n".encode())
+                reply = sock.makefile("rb")
+                if not reply.readline().startswith(b"*2"):
+                    raise RuntimeError(f"knows no master named {master_name!r}")
+                reply.readline()
+                host = reply.readline().decode().strip()
+                reply.readline()
+                return host, int(reply.readline().decode().strip())
+        except (OSError, RuntimeError, ValueError) as exc:
+            problems.append(f"sentinel {item.hostname}:{item.port or 26379}: {exc}")
+    raise RuntimeError("; ".join(problems) or "no sentinel in REDIS_URL")
+
+
+def backlog(redis_url: str, queues: list[str], master_name: str = "bklog") -> dict:
+    """LLEN of each queue's list on the broker (Celery's Redis transport keeps a queue in a list);
+    with a Sentinel group, on the master the sentinels name."""
     if not redis_url:
         return {"error": "no broker: REDIS_URL is empty (embedded mode runs tasks inline)"}
-    url = urllib.parse.urlparse(redis_url)
-    if url.scheme != "redis":
+    items = [urllib.parse.urlparse(item) for item in redis_url.split(";") if item.strip()]
+    url = items[0]
+    if url.scheme not in ("redis", "sentinel"):
         return {"error": f"{url.scheme}:// brokers are not read by this report"}
+    address = (url.hostname or "localhost", url.port or 6379)
     try:
-        with socket.create_connection((url.hostname or "localhost", url.port or 6379), timeout=5) as sock:
-            if url.password:
-                words = ["AUTH", urllib.parse.unquote(url.username), urllib.parse.unquote(url.password)] \
-                    if url.username else ["AUTH", urllib.parse.unquote(url.password)]
-                _redis_command(sock, *words)
+        if url.scheme == "sentinel":
+            address = _sentinel_master(items, master_name)
+        with _redis_login(address, urllib.parse.unquote(url.password or ""), urllib.parse.unquote(url.username or "")) as sock:
             db = (url.path or "/0").strip("/") or "0"
             _redis_command(sock, "SELECT", db)
-            return {"queues": {q: int(_redis_command(sock, "LLEN", q)) for q in queues}}
+            report = {"queues": {q: int(_redis_command(sock, "LLEN", q)) for q in queues}}
+            if url.scheme == "sentinel":
+                report["master"] = f"{address[0]}:{address[1]}"
+            return report
     except (OSError, RuntimeError, ValueError) as exc:
-        return {"error": f"broker {url.hostname}:{url.port or 6379} unreachable: {exc}"}
+        return {"error": f"broker {address[0]}:{address[1]} unreachable: {exc}"}
 
 
 def resources(root: Path) -> dict:
@@ -157,7 +188,8 @@ def main() -> None:
         "release": release(args.root),
         "programs": programs(),
         "consul_checks": consul_checks(args.consul_url) if args.consul_url else [],
-        "backlog": backlog(env.get("REDIS_URL", ""), [q for q in args.queues.split(",") if q]),
+        "backlog": backlog(env.get("REDIS_URL", ""), [q for q in args.queues.split(",") if q],
+                           env.get("BKLOG_REDIS_SENTINEL_MASTER") or "bklog"),
         "resources": resources(args.root),
     }
     report["problems"] = problems(report, args)

@@ -1,0 +1,215 @@
+"""The HA tier under load: the data host holding the PostgreSQL primary (and, as the group first
+formed, the Redis master and a Consul server) is killed without a word (`podman kill`) while a
+client searches, ingests and exports through the app host. Measured and printed: seconds until
+every kind of request succeeds again, requests failed, lines lost (must be none). The host is
+started again and rejoins: Patroni rewinds it into a replica, the sentinels make its Redis a
+replica, its Consul server rejoins the quorum."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import testinfra
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "cluster" / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+from load import Load  # noqa: E402
+from playbooks import inventory_hosts as group, run_playbook, wait_until  # noqa: E402
+
+BASE = "http://127.0.0.1:18090"
+APP = "bklog-ha-app"
+REDIS_PASSWORD = "ha-redis-0123456789"  # group_vars/all.yml
+FIGURES = Path(os.environ.get("BKLOG_MOLECULE_LOG_DIR", "/tmp")) / "bklog-ha-figures.json"
+
+
+def host(name: str):
+    return testinfra.get_host(f"podman://{name}")
+
+
+def alive(name: str) -> bool:
+    out = subprocess.run(["podman", "inspect", "-f", "{{.State.Running}}", name], capture_output=True, text=True)
+    return out.stdout.strip() == "true"
+
+
+def patroni_roles() -> dict[str, str]:
+    """Each live data host's role as its own Patroni says (GET /primary, /replica: 200 or not)."""
+    roles = {}
+    for name in group("bklog_postgresql"):
+        if not alive(name):
+            roles[name] = "down"
+            continue
+        h = host(name)
+        code = lambda path: h.run(f"curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1:8008{path}").stdout  # noqa: E731
+        roles[name] = "primary" if code("/primary") == "200" else "replica" if code("/replica") == "200" else "other"
+    return roles
+
+
+def redis_master() -> str | None:
+    """The master's address as a live sentinel names it."""
+    for name in group("bklog_redis"):
+        if alive(name):
+            out = host(name).run(f"REDISCLI_AUTH={REDIS_PASSWORD} redis-cli -p 26379 SENTINEL get-master-addr-by-name bklog")
+            if out.rc == 0 and out.stdout.split():
+                return out.stdout.split()[0]
+    return None
+
+
+def address(name: str) -> str:
+    import yaml
+
+    return yaml.safe_load((Path(__file__).resolve().parents[1] / "host_vars" / f"{name}.yml").read_text())["ansible_host"]
+
+
+@pytest.fixture(scope="module")
+def admin_token() -> str:
+    name = f"verify-{int(time.time())}"
+    return host(APP).check_output(f"/usr/local/bin/bklog create_api_token {name}").splitlines()[-1]
+
+
+def test_the_data_tier_is_whole():
+    assert sorted(patroni_roles().values()) == ["primary", "replica", "replica"]
+    cluster = json.loads(host(group("bklog_postgresql")[0]).check_output("curl -s http://127.0.0.1:8008/cluster"))
+    assert "sync_standby" in {m["role"] for m in cluster["members"]}, cluster  # synchronous_mode (group_vars)
+    for name in group("bklog_redis"):
+        quorum = host(name).check_output(f"REDISCLI_AUTH={REDIS_PASSWORD} redis-cli -p 26379 SENTINEL ckquorum bklog")
+        assert quorum.startswith("OK 3 usable"), quorum
+    members = host(group("bklog_consul_servers")[0]).check_output("consul members")
+    assert members.count(" alive ") == 4 or members.count("alive") >= 3, members
+    ready = json.loads(host(APP).check_output("curl -s http://127.0.0.1/readyz"))
+    assert ready["status"] == "ready", ready
+    # status.yml names the primary, each replica's state and lag, the Redis master and replicas.
+    run = run_playbook("status.yml")
+    assert run.returncode == 0, run.stdout[-3000:]
+    primary = next(n for n, r in patroni_roles().items() if r == "primary")
+    assert f"primary: {primary}" in run.stdout and "replicas:" in run.stdout and "problems: []" in run.stdout, \
+        run.stdout[-3000:]
+
+
+def _new_load(admin_token: str) -> tuple[Load, dict]:
+    status, body = Load(BASE, "", "", admin_token).request(
+        "POST", "/api/v1/index_sets", json.dumps({"name": f"ha-{time.time_ns()}"}).encode())
+    assert status == 201, body
+    index_set = json.loads(body)
+    return Load(BASE, index_set["name"], index_set["ingest_token"], admin_token), index_set
+
+
+def test_a_planned_switchover_under_load_pauses_writes_briefly(admin_token):
+    """playbooks/switchover.yml moves the PostgreSQL primary and the Redis master while the load
+    runs: requests refused only with a 503, every accepted line searchable."""
+    load, index_set = _new_load(admin_token)
+    primary_before, master_before = next(n for n, r in patroni_roles().items() if r == "primary"), redis_master()
+    load.start()
+    try:
+        time.sleep(5)
+        run = run_playbook("switchover.yml")
+        assert run.returncode == 0, run.stdout[-3000:]
+        time.sleep(10)
+    finally:
+        load.stop()
+    assert next(n for n, r in patroni_roles().items() if r == "primary") != primary_before
+    assert redis_master() not in (None, master_before)
+    for failure in load.failures:
+        assert failure["status"] == 503, failure
+    failed_ingests = sum(1 for f in load.failures if f["what"] == "ingest")
+
+    def indexed() -> int | None:
+        status, body = load.request("GET", f"/api/v1/index_sets/{index_set['name']}/search?q={load.run_id}&size=1")
+        total = json.loads(body)["total"] if status == 200 else 0
+        return total if total >= load.sent_lines else None
+
+    total = wait_until(indexed, f"{load.sent_lines} lines searchable", timeout=120, every=2)
+    assert total <= load.sent_lines + failed_ingests * load.lines_per_ingest
+    print(f"\nplanned switchover: {len(load.failures)} of {load.served + len(load.failures)} requests refused "
+          f"(503), playbook {run.seconds:.0f} s, {load.sent_lines} lines accepted and searchable")
+
+
+def _kill_under_load(admin_token: str, pick_victim, what: str) -> dict:
+    """Kill the host pick_victim() names while the load runs; check and return the figures."""
+    load, index_set = _new_load(admin_token)
+    load.start()
+    try:
+        time.sleep(15)
+        victim = pick_victim()
+        held = {"postgresql_primary": patroni_roles().get(victim) == "primary",
+                "redis_master": redis_master() == address(victim)}
+        subprocess.run(["podman", "kill", victim], check=True, capture_output=True)
+        lost_at = time.time()
+        new_primary = wait_until(lambda: next((n for n, r in patroni_roles().items() if r == "primary"), None),
+                                 "a PostgreSQL primary", timeout=60, every=0.5)
+        pg_at = time.time()
+        wait_until(lambda: (m := redis_master()) and m != address(victim), "a Redis master on a live host",
+                   timeout=60, every=0.5)
+        redis_at = time.time()
+        time.sleep(30)  # the load goes on against the fleet without the host
+    finally:
+        load.stop()
+    failures = load.failures
+    last_failure = max((time.mktime(time.strptime(time.strftime("%Y-%m-%d ") + f["at"], "%Y-%m-%d %H:%M:%S"))
+                        for f in failures), default=lost_at)
+    figures = {
+        "kill": what, "killed": victim, "it_held": [k for k, v in held.items() if v], "primary_after": new_primary,
+        "postgresql_primary_after_s": round(pg_at - lost_at, 1), "redis_master_after_s": round(redis_at - lost_at, 1),
+        "whole_again_after_s": round(max(0.0, last_failure + 1 - lost_at), 1),
+        "requests_served": load.served, "requests_failed": len(failures),
+        "failed_by_status": {str(s): sum(1 for f in failures if f["status"] == s) for s in {f["status"] for f in failures}},
+    }
+    print(f"\n{what}: {json.dumps(figures)}")
+    assert pg_at - lost_at < 30 and redis_at - lost_at < 30, figures
+    for failure in failures:  # refusals inside the failover window, and only the retryable kind
+        assert failure["status"] == 503, failure
+
+    # Every line answered 2xx is searchable, once: the pipeline indexes what the broker kept, and
+    # the safety net sends again a batch or export whose task went down with the Redis master.
+    requeue = "/usr/local/bin/bklog shell -c 'from bklog.logs.tasks import requeue_pending_batches as r; r(0)'"
+    host(APP).check_output(requeue)
+    failed_ingests = sum(1 for f in failures if f["what"] == "ingest")
+
+    def indexed() -> int | None:
+        status, body = load.request("GET", f"/api/v1/index_sets/{index_set['name']}/search?q={load.run_id}&size=1")
+        total = json.loads(body)["total"] if status == 200 else 0
+        return total if total >= load.sent_lines else None
+
+    total = wait_until(indexed, f"{load.sent_lines} lines searchable", timeout=180, every=2)
+    # A request cut off by the kill may have been stored before its answer was lost: never more.
+    assert total <= load.sent_lines + failed_ingests * load.lines_per_ingest, (total, load.sent_lines)
+    figures["lines_accepted"], figures["lines_searchable"] = load.sent_lines, total
+
+    def exports_finished() -> bool:
+        statuses = [json.loads(load.request("GET", f"/api/v1/exports/{job}")[1])["status"] for job in load.export_jobs]
+        assert "failed" not in statuses, statuses
+        return all(s == "done" for s in statuses)
+
+    host(APP).check_output(requeue)
+    wait_until(exports_finished, "every export done", timeout=180, every=2)
+    figures["exports_done"] = len(load.export_jobs)
+
+    # The host comes back (systemd starts Consul, Patroni and Redis): it rejoins as a replica.
+    subprocess.run(["podman", "start", victim], check=True, capture_output=True)
+    back_at = time.time()
+    wait_until(lambda: patroni_roles().get(victim) == "replica", f"{victim} back as a PostgreSQL replica", timeout=180)
+    figures["rejoined_as_replica_after_s"] = round(time.time() - back_at, 1)
+    assert sorted(patroni_roles().values()) == ["primary", "replica", "replica"]
+    wait_until(lambda: "role:slave" in host(victim).run(f"REDISCLI_AUTH={REDIS_PASSWORD} redis-cli INFO replication").stdout,
+               f"{victim}'s Redis a replica", timeout=120)
+    wait_until(lambda: host(victim).run(f"REDISCLI_AUTH={REDIS_PASSWORD} redis-cli -p 26379 SENTINEL ckquorum bklog")
+               .stdout.startswith("OK 3 usable"), "three sentinels again", timeout=120)
+    print(f"{what}, after the host came back: {json.dumps(figures)}")
+    return figures
+
+
+def test_losing_a_data_host_under_load_loses_nothing(admin_token):
+    """One at a time: the host of the PostgreSQL primary, then the host of the Redis master (in a
+    new group the two often share a host, then the second kill takes both again)."""
+    figures = [
+        _kill_under_load(admin_token, lambda: next(n for n, r in patroni_roles().items() if r == "primary"),
+                         "PostgreSQL primary's host killed"),
+        _kill_under_load(admin_token, lambda: next(n for n in group("bklog_redis") if address(n) == redis_master()),
+                         "Redis master's host killed"),
+    ]
+    FIGURES.write_text(json.dumps(figures, indent=2))

@@ -1,0 +1,397 @@
+"""The service through a failover of its database and of its broker, with the real engines.
+
+- PostgreSQL: three nodes under Patroni (Debian's package) with a Consul agent as its store, in
+  synchronous mode, as roles/postgresql builds them on hosts. gunicorn serves ingest with the
+  three hosts in DATABASE_URL; the primary is killed (SIGKILL to Patroni and its PostgreSQL, no
+  warning) while a client ingests: a replica is primary within 30 s, requests fail only inside
+  that window and only with a 503 carrying Retry-After, every line answered 2xx is searchable
+  exactly once, and the killed node started again rejoins as a replica (pg_rewind).
+- Redis: a master, two replicas and three sentinels (quorum two), password-protected; the API and
+  a Celery worker reach it through REDIS_URL's sentinel:// list. The master is killed during
+  ingest: the same figures, and every accepted batch is indexed (a task lost with the master is
+  sent again by requeue_pending_batches).
+
+Here the "hosts" are processes on loopback (one machine): what is real is the engines and the
+service; the fleet-wide proof with killed hosts lives in the molecule scenarios.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "service"))
+
+from servers import _pg_bin, free_port  # noqa: E402
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("patroni") or not shutil.which("redis-sentinel"),
+                                reason="needs root, patroni, python3-consul and redis-sentinel (scripts/setup.sh)")
+
+
+def _wait(predicate, what: str, timeout: float):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.5)
+    return value
+
+
+def _get(url: str, timeout: float = 2) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except OSError:
+        return 0, b""
+
+
+class Processes:
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, args: list[str], user: str | None = None):
+        if user:
+            args = ["runuser", "-u", user, "--", *args]
+        log = open(self.tmp / f"{name}.log", "a")
+        self.procs[name] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def kill(self, name: str):
+        """SIGKILL to the process and everything it started (a host lost without a word)."""
+        proc = self.procs.pop(name)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+    def close(self):
+        for name in list(self.procs):
+            try:
+                self.kill(name)
+            except ProcessLookupError:
+                pass
+
+    def log(self, name: str) -> str:
+        return (self.tmp / f"{name}.log").read_text(errors="replace")
+
+
+@pytest.fixture
+def processes(tmp_path):
+    tmp_path.chmod(0o755)
+    procs = Processes(tmp_path)
+    yield procs
+    procs.close()
+
+
+@pytest.fixture(scope="module")
+def consul_binary() -> str:
+    proc = subprocess.run([str(ROOT / "scripts" / "build-consul.sh")], capture_output=True, text=True, timeout=3600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.strip().splitlines()[-1]
+
+
+class Load:
+    """One client ingesting a numbered line per request, as fast as answers come; every answer
+    kept with its time."""
+
+    def __init__(self, stack, token: str, word: str):
+        self.stack, self.token, self.word = stack, token, word
+        self.results: list[tuple[float, int, int, str | None]] = []  # (time, seq, status, Retry-After)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        seq = 0
+        while not self._stop.is_set():
+            seq += 1
+            request = urllib.request.Request(
+                f"{self.stack.url}/api/v1/index_sets/app/ingest", data=f"{self.word} seq-{seq}".encode(),
+                method="POST", headers={"Authorization": f"Bearer {self.token}", "Content-Type": "text/plain"})
+            try:
+                with urllib.request.urlopen(request, timeout=30) as resp:
+                    status, retry_after = resp.status, resp.headers.get("Retry-After")
+            except urllib.error.HTTPError as exc:
+                status, retry_after = exc.code, exc.headers.get("Retry-After")
+            except OSError:
+                status, retry_after = 0, None
+            self.results.append((time.monotonic(), seq, status, retry_after))
+            if status != 202 and status != 200:
+                time.sleep(0.2)  # as a shipper backs off
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def accepted(self) -> set[int]:
+        return {seq for _, seq, status, _ in self.results if status in (200, 202)}
+
+    def failures(self) -> list[tuple[float, int, int, str | None]]:
+        return [r for r in self.results if r[2] not in (200, 202)]
+
+    def whole_again(self, since: float) -> float:
+        """When requests succeeded again for good: the first success after the last failure."""
+        last_failure = max((r[0] for r in self.failures()), default=since)
+        return next(t for t, _, status, _ in self.results if t >= last_failure and status in (200, 202))
+
+    def wait_for_answers(self, count: int, timeout: float = 60):
+        start = len(self.accepted())
+        _wait(lambda: len(self.accepted()) >= start + count, f"{count} more accepted ingests", timeout)
+
+
+def _searchable(stack, api_token: str, word: str) -> list[str]:
+    status, body = stack.get(f"/api/v1/index_sets/app/search?q={word}&size=1000", api_token)
+    assert status == 200, body
+    return [hit["message"] for hit in json.loads(body)["hits"]]
+
+
+def _report(what: str, load: Load, lost_at: float, whole_at: float):
+    failures = load.failures()
+    print(f"\n{what}: service whole again {whole_at - lost_at:.1f} s after the kill; {len(failures)} of "
+          f"{len(load.results)} requests failed ({sorted({f[2] for f in failures})}), over "
+          f"{(failures[-1][0] - failures[0][0]) if failures else 0:.1f} s")
+
+
+# ---------------------------------------------------------------------------- PostgreSQL/Patroni
+
+PATRONI_TTL = 20  # Patroni's least: the leader key lives this long without its holder
+
+
+def _patroni_config(tmp: Path, name: str, pg_port: int, rest_port: int, consul_port: int) -> Path:
+    import yaml
+
+    data = tmp / name
+    config = {
+        "scope": "bklog-test", "namespace": "/service/", "name": name,
+        "restapi": {"listen": f"127.0.0.1:{rest_port}", "connect_address": f"127.0.0.1:{rest_port}"},
+        "consul": {"host": f"127.0.0.1:{consul_port}", "register_service": False},
+        "bootstrap": {
+            "dcs": {"ttl": PATRONI_TTL, "loop_wait": 2, "retry_timeout": 5, "synchronous_mode": True,
+                    "maximum_lag_on_failover": 1048576,
+                    "postgresql": {"use_pg_rewind": True, "use_slots": True,
+                                   "parameters": {"wal_log_hints": "on", "max_connections": 60}}},
+            "initdb": [{"encoding": "UTF8"}, "data-checksums"],
+        },
+        "postgresql": {
+            "listen": f"127.0.0.1:{pg_port}", "connect_address": f"127.0.0.1:{pg_port}",
+            "data_dir": str(data / "data"), "bin_dir": str(_pg_bin()), "pgpass": str(data / "pgpass"),
+            "authentication": {"superuser": {"username": "postgres", "password": "super-secret"},
+                               "replication": {"username": "replicator", "password": "repl-secret"},
+                               "rewind": {"username": "postgres", "password": "super-secret"}},
+            "parameters": {"unix_socket_directories": str(data)},
+            "pg_hba": ["local all all trust", "host replication replicator 127.0.0.1/32 md5",
+                       "host all all 127.0.0.1/32 md5"],
+        },
+    }
+    data.mkdir()
+    shutil.chown(data, "postgres", "postgres")
+    path = data / "patroni.yml"
+    path.write_text(yaml.safe_dump(config))
+    shutil.chown(path, "postgres", "postgres")
+    path.chmod(0o600)
+    return path
+
+
+def _kill_member(processes: Processes, base: Path, name: str):
+    """As if its host were lost: Patroni and its PostgreSQL (which Patroni starts in a session of
+    its own, so that it outlives Patroni: killing Patroni alone leaves a primary running)."""
+    pid = int((base / name / "data" / "postmaster.pid").read_text().split()[0])
+    processes.kill(name)
+    os.killpg(os.getpgid(pid), signal.SIGKILL)
+
+
+def _roles(rest_ports: dict[str, int]) -> dict[str, str]:
+    """Each node's role as its own REST API says: primary (GET /primary is 200), replica
+    (GET /replica is 200: streaming and healthy), or down."""
+    roles = {}
+    for name, port in rest_ports.items():
+        if _get(f"http://127.0.0.1:{port}/primary")[0] == 200:
+            roles[name] = "primary"
+        elif _get(f"http://127.0.0.1:{port}/replica")[0] == 200:
+            roles[name] = "replica"
+        else:
+            roles[name] = "down"
+    return roles
+
+
+@pytest.fixture
+def postgres_dir():
+    """A directory the postgres user can reach (pytest's own sit under root's 0700 directory)."""
+    path = Path(tempfile.mkdtemp(prefix="bklog-patroni-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_patroni_failover_loses_no_accepted_line(processes, tmp_path, postgres_dir, consul_binary):
+    from test_e2e import Stack
+
+    consul_http = free_port()
+    ports = {p: free_port() for p in ("dns", "serf_lan", "serf_wan", "server", "grpc")}
+    processes.start("consul", [consul_binary, "agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1",
+                               "-http-port", str(consul_http), "-dns-port", "-1", "-grpc-port", "-1",
+                               "-serf-lan-port", str(ports["serf_lan"]), "-serf-wan-port", str(ports["serf_wan"]),
+                               "-server-port", str(ports["server"])])
+    _wait(lambda: _get(f"http://127.0.0.1:{consul_http}/v1/status/leader")[1].strip(b'"\n'), "consul leader", 30)
+
+    nodes = {f"pg{i}": (free_port(), free_port()) for i in (1, 2, 3)}
+    rest = {name: rest_port for name, (_, rest_port) in nodes.items()}
+    configs = {name: _patroni_config(postgres_dir, name, pg, rp, consul_http) for name, (pg, rp) in nodes.items()}
+    for name, config in configs.items():
+        processes.start(name, ["patroni", str(config)], user="postgres")
+        if name == "pg1":  # the first bootstraps the cluster; the others clone it
+            _wait(lambda: _roles({"pg1": rest["pg1"]})["pg1"] == "primary", "pg1 primary", 90)
+    _wait(lambda: sorted(_roles(rest).values()) == ["primary", "replica", "replica"], "two streaming replicas", 120)
+
+    hosts = ",".join(f"127.0.0.1:{pg}" for pg, _ in nodes.values())
+    url = f"postgres://postgres:super-secret@{hosts}/bklog"
+    subprocess.run([sys.executable, "-c", "import psycopg,sys; c=psycopg.connect(sys.argv[1], autocommit=True, "
+                    "target_session_attrs='read-write'); c.execute('CREATE DATABASE bklog')",
+                    url.replace("/bklog", "/postgres")], check=True)
+    stack = Stack(tmp_path / "bklog", None, DATABASE_URL=url)
+    token = stack.bklog("create_index_set", "app")
+    api = stack.bklog("create_api_token", "ops")
+    stack.start_gunicorn()
+    try:
+        with Load(stack, token, "pgfailover") as load:
+            load.wait_for_answers(30)
+            primary = next(name for name, role in _roles(rest).items() if role == "primary")
+            _kill_member(processes, postgres_dir, primary)
+            lost_at = time.monotonic()
+            new_primary = _wait(lambda: next((n for n, r in _roles(rest).items() if r == "primary"), None),
+                                "a new primary", 60)
+            promoted_at = time.monotonic()
+            load.wait_for_answers(30)
+        whole_at = load.whole_again(lost_at)
+        _report(f"PostgreSQL primary {primary} killed, {new_primary} promoted after {promoted_at - lost_at:.1f} s",
+                load, lost_at, whole_at)
+        assert promoted_at - lost_at < 30
+        for when, _, status, retry_after in load.failures():
+            assert status == 503 and retry_after, (status, retry_after)
+            assert lost_at - 1 <= when <= promoted_at + 10, "a request failed outside the failover window"
+        accepted = load.accepted()
+        messages = _searchable(stack, api, "pgfailover")
+        assert len(messages) == len(set(messages)), "a line was stored twice"
+        stored = {int(m.rsplit("-", 1)[1]) for m in messages}
+        assert accepted <= stored, f"lines answered 2xx are missing: {sorted(accepted - stored)}"
+        # A request cut off by the kill may have committed before its answer was lost (the client
+        # saw an error and would send it again): stored, but never one nobody sent.
+        assert stored - accepted <= {seq for _, seq, _, _ in load.failures()}
+
+        # The lost node comes back: Patroni rewinds it and it follows the new primary.
+        processes.start(primary, ["patroni", str(configs[primary])], user="postgres")
+        _wait(lambda: _roles(rest) == {n: "primary" if n == new_primary else "replica" for n in rest},
+              f"{primary} back as a replica of {new_primary}", 120)
+    finally:
+        stack.close()
+
+
+# ------------------------------------------------------------------------------- Redis/Sentinel
+
+REDIS_PASSWORD = "redis-secret"
+
+
+def _redis_cli(port: int, *words: str) -> str:
+    proc = subprocess.run(["redis-cli", "-p", str(port), "--no-auth-warning", "-a", REDIS_PASSWORD, *words],
+                          capture_output=True, text=True, timeout=10)
+    return proc.stdout.strip()
+
+
+def test_sentinel_failover_loses_no_accepted_batch(processes, tmp_path):
+    from test_e2e import Stack
+
+    redis_ports = [free_port() for _ in range(3)]
+    sentinel_ports = [free_port() for _ in range(3)]
+    for i, port in enumerate(redis_ports):
+        args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--requirepass", REDIS_PASSWORD,
+                "--masterauth", REDIS_PASSWORD, "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
+        if i:
+            args += ["--replicaof", "127.0.0.1", str(redis_ports[0])]
+        processes.start(f"redis{i}", args)
+    for i, port in enumerate(sentinel_ports):
+        config = tmp_path / f"sentinel{i}.conf"
+        config.write_text(f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+                          f"sentinel monitor bklog 127.0.0.1 {redis_ports[0]} 2\n"
+                          f"sentinel auth-pass bklog {REDIS_PASSWORD}\n"
+                          "sentinel down-after-milliseconds bklog 2000\n"
+                          "sentinel failover-timeout bklog 10000\n"
+                          f"requirepass {REDIS_PASSWORD}\nsentinel sentinel-pass {REDIS_PASSWORD}\n")
+        processes.start(f"sentinel{i}", ["redis-sentinel", str(config)])
+
+    def master_port() -> int | None:
+        answer = _redis_cli(sentinel_ports[0], "SENTINEL", "get-master-addr-by-name", "bklog").split()
+        return int(answer[1]) if len(answer) == 2 else None
+
+    def replicas_in_sync() -> bool:
+        return _redis_cli(redis_ports[0], "INFO", "replication").count("state=online") == 2
+
+    _wait(replicas_in_sync, "two replicas online", 30)
+    _wait(lambda: _redis_cli(sentinel_ports[0], "SENTINEL", "ckquorum", "bklog").startswith("OK 3"),
+          "three sentinels in quorum", 30)
+
+    url = ";".join(f"sentinel://:{REDIS_PASSWORD}@127.0.0.1:{port}/0" for port in sentinel_ports)
+    stack = Stack(tmp_path / "bklog", url, BKLOG_REDIS_SENTINEL_MASTER="bklog")
+    token = stack.bklog("create_index_set", "app")
+    api = stack.bklog("create_api_token", "ops")
+    stack.start_gunicorn()
+    stack.start_worker()
+    try:
+        with Load(stack, token, "redisfailover") as load:
+            load.wait_for_answers(30)
+            old_master = master_port()
+            processes.kill(f"redis{redis_ports.index(old_master)}")
+            lost_at = time.monotonic()
+            new_master = _wait(lambda: (port := master_port()) != old_master and port, "a new master", 60)
+            promoted_at = time.monotonic()
+            load.wait_for_answers(30)
+        whole_at = load.whole_again(lost_at)
+        _report(f"Redis master :{old_master} killed, :{new_master} promoted after {promoted_at - lost_at:.1f} s",
+                load, lost_at, whole_at)
+        assert promoted_at - lost_at < 30
+        for when, _, status, retry_after in load.failures():
+            assert status == 503 and retry_after, (status, retry_after)
+            assert lost_at - 1 <= when <= promoted_at + 10, "a request failed outside the failover window"
+
+        # A task queued just before the master died may be gone with it (replication is
+        # asynchronous): the batch is still pending in the database, and the safety net sends it.
+        accepted = load.accepted()
+        stack.bklog("shell", "-c", "from bklog.logs.tasks import requeue_pending_batches as r; print(r(0))")
+
+        def every_line() -> bool:
+            messages = _searchable(stack, api, "redisfailover")
+            assert len(messages) == len(set(messages)), "a line was stored twice"
+            stored = {int(m.rsplit("-", 1)[1]) for m in messages}
+            assert stored - accepted <= {seq for _, seq, _, _ in load.failures()}
+            return accepted <= stored
+
+        try:
+            _wait(every_line, "every accepted line searchable", 60)
+        except AssertionError:
+            print(stack.bklog("shell", "-c", "from bklog.logs.models import IngestBatch as B; "
+                              "print(B.objects.filter(status='pending').count(), 'batches pending')"))
+            print(stack.log("worker")[-6000:])
+            raise
+        # Django's cache follows the master too.
+        out = stack.bklog("shell", "-c", "from django.core.cache import cache; cache.set('k', 'v', 60); "
+                                         "print('cache', cache.get('k'))")
+        assert out.splitlines()[-1] == "cache v", out
+        assert _redis_cli(new_master, "EXISTS", ":1:k") == "1", "the cache did not write to the new master"
+    finally:
+        stack.close()

@@ -1,0 +1,68 @@
+"""How DATABASE_URL and REDIS_URL are read: one server, a Patroni cluster's host list, a Sentinel
+group; every bad value refused naming the variable, and no password in a message."""
+
+from __future__ import annotations
+
+import pytest
+
+from bklog import connections
+from bklog.config import Config, ConfigError
+
+
+def test_a_host_list_reaches_libpq_as_lists_with_the_primary_asked_for():
+    entry = connections.database("postgres://u:p%2Fw@pg1:5433,[::1],pg3/bklog?sslmode=require", 60)
+    assert entry["HOST"] == "pg1,::1,pg3" and entry["PORT"] == "5433,5432,5432"
+    assert entry["PASSWORD"] == "p/w" and entry["NAME"] == "bklog"
+    assert entry["OPTIONS"]["target_session_attrs"] == "read-write" and entry["OPTIONS"]["sslmode"] == "require"
+    assert entry["CONN_HEALTH_CHECKS"] is True
+
+
+def test_every_postgresql_connection_is_bounded_in_time():
+    options = connections.database("postgres://u:p@db/bklog", 60)["OPTIONS"]
+    assert options["connect_timeout"] == connections.DATABASE_CONNECT_TIMEOUT
+    assert options["keepalives"] == 1 and options["tcp_user_timeout"] > 0
+    assert "target_session_attrs" not in options  # one host: nothing to choose
+    # The URL's own choice wins.
+    assert connections.database("postgres://u:p@db/bklog?connect_timeout=2", 60)["OPTIONS"]["connect_timeout"] == 2
+
+
+def test_a_sentinel_url_names_the_group():
+    target = connections.redis_target("sentinel://:pw@r1:26379/0;sentinel://:pw@r2;sentinel://:pw@r3:26380/0", "bklog")
+    assert target.is_sentinel and target.master_name == "bklog" and target.password == "pw" and target.db == 0
+    assert target.sentinels == (("r1", 26379), ("r2", 26379), ("r3", 26380))
+    options = connections.celery_transport_options(target)
+    assert options["master_name"] == "bklog" and options["sentinel_kwargs"]["password"] == "pw"
+    assert not connections.redis_target("redis://:pw@r1:6379/0", "bklog").is_sentinel
+
+
+@pytest.mark.parametrize("variable, value, message", [
+    ("REDIS_URL", "sentinel://:secret@r1;redis://:secret@r2", "'redis://:***@r2' is not sentinel://"),
+    ("REDIS_URL", "sentinel://:a@r1;sentinel://:b@r2", "must carry the same password and database"),
+    ("REDIS_URL", "sentinel://:secret@r1:port", "has a port that is not a number"),
+    ("REDIS_URL", "http://u:secret@r1", "is not redis://, rediss://, unix:// or sentinel://"),
+    ("DATABASE_URL", "sqlite://a,b/x", "several hosts are only for PostgreSQL"),
+    ("DATABASE_URL", "postgres://u:secret@pg1:x,pg2/db", "host 'pg1:x' is not host[:port]"),
+])
+def test_bad_urls_are_refused_at_start_naming_the_variable(variable, value, message):
+    with pytest.raises(ConfigError) as caught:
+        Config({variable: value}).validate()
+    assert message in str(caught.value) and variable in str(caught.value)
+    assert "secret" not in str(caught.value)
+
+
+def test_sentinels_need_the_group_name():
+    with pytest.raises(ConfigError, match="BKLOG_REDIS_SENTINEL_MASTER must name the group"):
+        Config({"REDIS_URL": "sentinel://:pw@r1", "BKLOG_REDIS_SENTINEL_MASTER": ""}).validate()
+
+
+def test_celery_uses_the_transports_that_report_errors():
+    """redis-py's own retries are off on the broker's connections (bklog/broker.py): a lost master
+    is Celery's to handle, which reconnects through the sentinels."""
+    from kombu.transport import resolve_transport
+
+    import bklog.celery_app  # noqa: F401 (registers the transports)
+    from bklog import broker
+
+    assert resolve_transport("sentinel") is broker.SentinelTransport
+    assert resolve_transport("redis") is broker.Transport
+    assert issubclass(broker.SentinelTransport.Channel, broker._ErrorsToCelery)
