@@ -169,6 +169,35 @@ def _report(what: str, load: Load, lost_at: float, whole_at: float):
           f"{(failures[-1][0] - failures[0][0]) if failures else 0:.1f} s")
 
 
+def _lose_under_load(stack, token: str, word: str, kill, promoted, what: str) -> Load:
+    """Ingest under load, kill() the leader, wait until promoted() names a new one, ingest on;
+    the figures printed, every refusal a 503 with Retry-After inside the window."""
+    with Load(stack, token, word) as load:
+        load.wait_for_answers(30)
+        lost = kill()
+        lost_at = time.monotonic()
+        new = _wait(promoted, "a new leader", 60)
+        promoted_at = time.monotonic()
+        load.wait_for_answers(30)
+    _report(f"{what} {lost} killed, {new} promoted after {promoted_at - lost_at:.1f} s", load, lost_at,
+            load.whole_again(lost_at))
+    assert promoted_at - lost_at < 30
+    for when, _, status, retry_after in load.failures():
+        assert status == 503 and retry_after, (status, retry_after)
+        assert lost_at - 1 <= when <= promoted_at + 10, "a request failed outside the failover window"
+    return load
+
+
+def _stored_once(stack, api: str, word: str, load: Load) -> set[int]:
+    """The numbers of the lines stored, each once; none that nobody sent (a request cut off by the
+    kill may have committed before its answer was lost: the client saw an error, stored anyway)."""
+    messages = _searchable(stack, api, word)
+    assert len(messages) == len(set(messages)), "a line was stored twice"
+    stored = {int(m.rsplit("-", 1)[1]) for m in messages}
+    assert stored - load.accepted() <= {seq for _, seq, _, _ in load.failures()}
+    return stored
+
+
 # ---------------------------------------------------------------------------- PostgreSQL/Patroni
 
 PATRONI_TTL = 20  # Patroni's least: the leader key lives this long without its holder
@@ -270,30 +299,17 @@ def test_patroni_failover_loses_no_accepted_line(processes, tmp_path, postgres_d
     api = stack.bklog("create_api_token", "ops")
     stack.start_gunicorn()
     try:
-        with Load(stack, token, "pgfailover") as load:
-            load.wait_for_answers(30)
+        def kill_primary() -> str:
             primary = next(name for name, role in _roles(rest).items() if role == "primary")
             _kill_member(processes, postgres_dir, primary)
-            lost_at = time.monotonic()
-            new_primary = _wait(lambda: next((n for n, r in _roles(rest).items() if r == "primary"), None),
-                                "a new primary", 60)
-            promoted_at = time.monotonic()
-            load.wait_for_answers(30)
-        whole_at = load.whole_again(lost_at)
-        _report(f"PostgreSQL primary {primary} killed, {new_primary} promoted after {promoted_at - lost_at:.1f} s",
-                load, lost_at, whole_at)
-        assert promoted_at - lost_at < 30
-        for when, _, status, retry_after in load.failures():
-            assert status == 503 and retry_after, (status, retry_after)
-            assert lost_at - 1 <= when <= promoted_at + 10, "a request failed outside the failover window"
-        accepted = load.accepted()
-        messages = _searchable(stack, api, "pgfailover")
-        assert len(messages) == len(set(messages)), "a line was stored twice"
-        stored = {int(m.rsplit("-", 1)[1]) for m in messages}
-        assert accepted <= stored, f"lines answered 2xx are missing: {sorted(accepted - stored)}"
-        # A request cut off by the kill may have committed before its answer was lost (the client
-        # saw an error and would send it again): stored, but never one nobody sent.
-        assert stored - accepted <= {seq for _, seq, _, _ in load.failures()}
+            return primary
+
+        primary_of = lambda: next((n for n, r in _roles(rest).items() if r == "primary"), None)  # noqa: E731
+        primary = primary_of()
+        load = _lose_under_load(stack, token, "pgfailover", kill_primary, primary_of, "PostgreSQL primary")
+        new_primary = primary_of()
+        stored = _stored_once(stack, api, "pgfailover", load)
+        assert load.accepted() <= stored, f"lines answered 2xx are missing: {sorted(load.accepted() - stored)}"
 
         # The lost node comes back: Patroni rewinds it and it follows the new primary.
         processes.start(primary, ["patroni", str(configs[primary])], user="postgres")
@@ -353,21 +369,15 @@ def test_sentinel_failover_loses_no_accepted_batch(processes, tmp_path):
     stack.start_gunicorn()
     stack.start_worker()
     try:
-        with Load(stack, token, "redisfailover") as load:
-            load.wait_for_answers(30)
-            old_master = master_port()
+        old_master = master_port()
+
+        def kill_master() -> str:
             processes.kill(f"redis{redis_ports.index(old_master)}")
-            lost_at = time.monotonic()
-            new_master = _wait(lambda: (port := master_port()) != old_master and port, "a new master", 60)
-            promoted_at = time.monotonic()
-            load.wait_for_answers(30)
-        whole_at = load.whole_again(lost_at)
-        _report(f"Redis master :{old_master} killed, :{new_master} promoted after {promoted_at - lost_at:.1f} s",
-                load, lost_at, whole_at)
-        assert promoted_at - lost_at < 30
-        for when, _, status, retry_after in load.failures():
-            assert status == 503 and retry_after, (status, retry_after)
-            assert lost_at - 1 <= when <= promoted_at + 10, "a request failed outside the failover window"
+            return f":{old_master}"
+
+        load = _lose_under_load(stack, token, "redisfailover", kill_master,
+                                lambda: (port := master_port()) != old_master and port, "Redis master")
+        new_master = master_port()
 
         # A task queued just before the master died may be gone with it (replication is
         # asynchronous): the batch is still pending in the database, and the safety net sends it.
@@ -375,11 +385,7 @@ def test_sentinel_failover_loses_no_accepted_batch(processes, tmp_path):
         stack.bklog("shell", "-c", "from bklog.logs.tasks import requeue_pending_batches as r; print(r(0))")
 
         def every_line() -> bool:
-            messages = _searchable(stack, api, "redisfailover")
-            assert len(messages) == len(set(messages)), "a line was stored twice"
-            stored = {int(m.rsplit("-", 1)[1]) for m in messages}
-            assert stored - accepted <= {seq for _, seq, _, _ in load.failures()}
-            return accepted <= stored
+            return accepted <= _stored_once(stack, api, "redisfailover", load)
 
         try:
             _wait(every_line, "every accepted line searchable", 60)

@@ -25,7 +25,19 @@ from playbooks import inventory_hosts as group, run_playbook, wait_until  # noqa
 BASE = "http://127.0.0.1:18090"
 APP = "bklog-ha-app"
 REDIS_PASSWORD = "ha-redis-0123456789"  # group_vars/all.yml
-FIGURES = Path(os.environ.get("BKLOG_MOLECULE_LOG_DIR", "/tmp")) / "bklog-ha-figures.json"
+# What the kills and the switchover measured (bench/ha_bench.py turns it into docs/benchmarks.md).
+FIGURES = Path(os.environ.get("BKLOG_BENCH_OUT") or Path(os.environ.get("BKLOG_MOLECULE_LOG_DIR", "/tmp")) / "bklog-ha-figures.json")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fresh_figures():
+    FIGURES.unlink(missing_ok=True)
+
+
+def _record(key: str, value) -> None:
+    figures = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}
+    figures[key] = value
+    FIGURES.write_text(json.dumps(figures, indent=2))
 
 
 def host(name: str):
@@ -125,8 +137,10 @@ def test_a_planned_switchover_under_load_pauses_writes_briefly(admin_token):
 
     total = wait_until(indexed, f"{load.sent_lines} lines searchable", timeout=120, every=2)
     assert total <= load.sent_lines + failed_ingests * load.lines_per_ingest
-    print(f"\nplanned switchover: {len(load.failures)} of {load.served + len(load.failures)} requests refused "
-          f"(503), playbook {run.seconds:.0f} s, {load.sent_lines} lines accepted and searchable")
+    figures = {"requests_served": load.served, "requests_failed": len(load.failures),
+               "playbook_s": round(run.seconds, 1), "lines_accepted": load.sent_lines, "lines_searchable": total}
+    print(f"\nplanned switchover: {json.dumps(figures)}")
+    _record("switchover", figures)
 
 
 def _kill_under_load(admin_token: str, pick_victim, what: str) -> dict:
@@ -212,4 +226,4 @@ def test_losing_a_data_host_under_load_loses_nothing(admin_token):
         _kill_under_load(admin_token, lambda: next(n for n in group("bklog_redis") if address(n) == redis_master()),
                          "Redis master's host killed"),
     ]
-    FIGURES.write_text(json.dumps(figures, indent=2))
+    _record("kills", figures)
