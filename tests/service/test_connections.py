@@ -55,9 +55,11 @@ def test_sentinels_need_the_group_name():
         Config({"REDIS_URL": "sentinel://:pw@r1", "BKLOG_REDIS_SENTINEL_MASTER": ""}).validate()
 
 
-def test_celery_uses_the_transports_that_report_errors():
-    """redis-py's own retries are off on the broker's connections (bklog/broker.py): a lost master
-    is Celery's to handle, which reconnects through the sentinels."""
+def test_a_failed_ack_frees_the_workers_slot():
+    """When the Redis master is gone, kombu's acknowledgement fails; the slot it held must be free
+    again, or a worker whose every slot held such a message never reads its queue again (seen in
+    tests/engine/test_failover.py). The broken pipeline to Redis is a test double: the real loss
+    of a master is what the engine and molecule/ha tests do."""
     from kombu.transport import resolve_transport
 
     import bklog.celery_app  # noqa: F401 (registers the transports)
@@ -65,4 +67,19 @@ def test_celery_uses_the_transports_that_report_errors():
 
     assert resolve_transport("sentinel") is broker.SentinelTransport
     assert resolve_transport("redis") is broker.Transport
-    assert issubclass(broker.SentinelTransport.Channel, broker._ErrorsToCelery)
+
+    class DeadPipeline:
+        def execute(self):
+            raise ConnectionError("Connection refused")
+
+    from types import SimpleNamespace
+
+    from kombu.transport import virtual
+
+    qos = broker.QoS(SimpleNamespace(do_restore=False), prefetch_count=1)
+    qos._remove_from_indices = lambda tag: DeadPipeline()
+    virtual.QoS.append(qos, object(), "tag-1")  # a task being run: the one slot is taken
+    assert not qos.can_consume()
+    with pytest.raises(ConnectionError):
+        qos.ack("tag-1")
+    assert qos.can_consume()
