@@ -114,8 +114,9 @@ def main() -> None:
                 + "".join(f"        {g}:\n          hosts:\n{hosts}" for g in ("bklog_api", "bklog_workers", "bklog_redis"))
                 + "  vars:\n" + inventory_vars()
                 + "    bklog_rollout_smoke_token: bench-smoke-0123456789abcdef\n"
-                # every host is a whole installation: each runs its own beat
-                + "    celery_workers_beat_host: '{{ inventory_hostname }}'\n")
+                # every host is a whole installation: each runs its own beat and its own Redis
+                + "    celery_workers_beat_host: '{{ inventory_hostname }}'\n"
+                + "    redis_sentinel: false\n")
             deploy_s, _ = playbook(work, "site.yml")
             upgrade_s, batches = float("nan"), []
             if not args.no_upgrade:
