@@ -1,0 +1,33 @@
+"""status.yml's data-tier play follows the roles' switches: hosts of bklog_redis that each run
+their own Redis (redis_sentinel false, e.g. independent all-in-ones) are not a Sentinel group that
+lost its sentinels; with the switch on and no sentinel answering, it fails saying so. The hosts
+are this machine (local connection); no sentinel runs here."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+@pytest.mark.parametrize("sentinel, problem", [(False, None), (True, "Redis: no sentinel answers")])
+def test_the_data_tier_follows_the_redis_switch(tmp_path, sentinel, problem):
+    host = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, "redis_sentinel": sentinel,
+            "redis_sentinel_port": 1}  # nothing listens on port 1
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {"bklog_redis": {"hosts": {"a": host, "b": host}}}}}))
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
+           "ANSIBLE_NOCOLOR": "1"}
+    run = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(tmp_path), str(ROOT / "playbooks" / "status.yml")],
+                         env=env, capture_output=True, text=True, timeout=300)
+    output = run.stdout + run.stderr
+    if problem is None:
+        assert run.returncode == 0 and "problems: []" in output, output[-3000:]
+    else:
+        assert run.returncode != 0 and f"data tier: {problem}" in output, output[-3000:]
