@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 from hosts import boot_hosts, inventory_vars  # noqa: E402
-from results import append_section  # noqa: E402
+from results import append_section, molecule_measured  # noqa: E402
 BIN = Path(sys.executable).parent
 PREFIX = "bklog-fleetbench"
 
@@ -64,11 +64,7 @@ def cluster_section(results: Path | None) -> str:
 
     total = None
     if results is None:
-        results = Path(tempfile.mkdtemp(prefix="bklog-cluster-bench-")) / "runs.jsonl"
-        env = {**os.environ, "BKLOG_BENCH_OUT": str(results), "PATH": f"{BIN}:{os.environ['PATH']}"}
-        started = time.perf_counter()
-        subprocess.run([str(BIN / "molecule"), "test", "-s", "cluster"], cwd=ROOT, env=env, check=True)
-        total = time.perf_counter() - started
+        results, total = molecule_measured("cluster", "runs.jsonl")
     out = results
 
     lines = [

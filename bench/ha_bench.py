@@ -12,18 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import tempfile
-import time
 from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results import publish  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+from results import molecule_measured, publish  # noqa: E402
 
 
 def section(figures: dict, total: float | None) -> str:
@@ -62,14 +56,7 @@ def main() -> None:
     parser.add_argument("--results", type=Path, help="figures a molecule/ha verify wrote (skips the run)")
     parser.add_argument("--write", action="store_true", help="append to docs/benchmarks.md")
     args = parser.parse_args()
-    total = None
-    results = args.results
-    if results is None:
-        results = Path(tempfile.mkdtemp(prefix="bklog-ha-bench-")) / "figures.json"
-        env = {**os.environ, "BKLOG_BENCH_OUT": str(results), "PATH": f"{BIN}:{os.environ['PATH']}"}
-        started = time.perf_counter()
-        subprocess.run([str(BIN / "molecule"), "test", "-s", "ha"], cwd=ROOT, env=env, check=True)
-        total = time.perf_counter() - started
+    results, total = (args.results, None) if args.results else molecule_measured("ha", "figures.json")
     publish(section(json.loads(results.read_text()), total), args.write)
 
 

@@ -1,5 +1,11 @@
-"""Appending a benchmark section to docs/benchmarks.md (shared by the bench scripts)."""
+"""Shared by the bench scripts: appending a section to docs/benchmarks.md, and running a molecule
+scenario whose verify step writes its measurements to a file (BKLOG_BENCH_OUT)."""
 
+import os
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
@@ -19,3 +25,14 @@ def publish(text: str, write: bool) -> None:
     print(text)
     if write:
         append_section(text)
+
+
+def molecule_measured(scenario: str, file_name: str) -> tuple[Path, float]:
+    """`molecule test -s SCENARIO`; returns the file its verify step wrote and the run's seconds."""
+    root = Path(__file__).resolve().parents[1]
+    bin_dir = Path(sys.executable).parent
+    out = Path(tempfile.mkdtemp(prefix=f"bklog-{scenario}-bench-")) / file_name
+    env = {**os.environ, "BKLOG_BENCH_OUT": str(out), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    started = time.perf_counter()
+    subprocess.run([str(bin_dir / "molecule"), "test", "-s", scenario], cwd=root, env=env, check=True)
+    return out, time.perf_counter() - started
