@@ -111,7 +111,7 @@ def main() -> None:
                 + "  vars:\n" + inventory_vars()
                 + "    bklog_rollout_smoke_token: bench-smoke-0123456789abcdef\n"
                 # every host is a whole installation: each runs its own beat and its own Redis
-                + "    celery_workers_beat_host: '{{ inventory_hostname }}'\n"
+                + "    celery_workers_beat_hosts: ['{{ inventory_hostname }}']\n"
                 + "    redis_sentinel: false\n")
             deploy_s, _ = playbook(work, "site.yml")
             upgrade_s, batches = float("nan"), []

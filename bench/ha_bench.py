@@ -22,11 +22,12 @@ from results import molecule_measured, publish  # noqa: E402
 
 def section(figures: dict, total: float | None) -> str:
     lines = [
-        f"## High availability: data hosts killed under load — {datetime.now().strftime('%Y-%m-%d %H:%M')}",
+        f"## High availability: data hosts, a balancer and beat's host killed under load — {datetime.now().strftime('%Y-%m-%d %H:%M')}",
         "",
         f"Machine: {os.cpu_count()} cores. `molecule/ha`: three data hosts (Debian 12), each a Consul server, a Patroni "
-        "member (synchronous mode, ttl 20 s, loop_wait 5 s) and a Redis with its sentinel (down after 5 s); an app host "
-        "(Debian 13) with nginx, gunicorn and the workers. Load through the app host: 12 searches/s, 4 ingests/s of 5 "
+        "member (synchronous mode, ttl 20 s, loop_wait 5 s) and a Redis with its sentinel (down after 5 s); two app hosts "
+        "(Debian 13 and 12) with nginx, gunicorn, the workers and beat under a Consul lock; two balancers (keepalived, "
+        "advert 1 s). Load through the floating address: 12 searches/s, 4 ingests/s of 5 "
         "lines, an export every 5 s. Seconds are from the kill to the first answer of the new leader's own check "
         "(Patroni's REST API, the sentinels), polled every 0.5 s. "
         + (f"Whole `molecule test -s ha`: {total / 60:.1f} min. " if total else "") + "One run, stated as such.",
@@ -48,6 +49,17 @@ def section(figures: dict, total: float | None) -> str:
                       f"under the same load): {s['requests_failed']} of {s['requests_served'] + s['requests_failed']} "
                       f"requests refused with 503 while the playbook ran ({s['playbook_s']} s); {s['lines_accepted']} "
                       f"lines accepted, {s['lines_searchable']} searchable."]
+    if "balancer" in figures:
+        b = figures["balancer"]
+        lines += ["", f"Balancer holding the floating address killed ({b['killed']}): the address answered from "
+                      f"{b['address_now_on']} after {b['address_answers_after_s']} s; {b['requests_failed']} of "
+                      f"{b['requests_served'] + b['requests_failed']} requests failed (those the dead balancer held); "
+                      f"{b['lines_accepted']} lines accepted, {b['lines_searchable']} searchable."]
+    if "beat" in figures:
+        b = figures["beat"]
+        lines += ["", f"Host running celery beat killed ({b['killed']}): beat ran on {b['beat_now_on']} after "
+                      f"{b['beat_runs_after_s']} s (Consul's failure detection, then its 15 s lock delay); no periodic "
+                      "task sent twice within its period across both hosts' logs."]
     return "\n".join(lines) + "\n"
 
 

@@ -131,6 +131,12 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Celery, which reconnects through the sentinels.
 CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+# Each periodic run claimed in the database before it is sent: never twice in a period, whichever
+# host's beat sends it (bklog/beat.py).
+CELERY_BEAT_SCHEDULER = "bklog.beat:ClaimingScheduler"
+# No result backend, so no results to expire: without this beat adds celery.backend_cleanup, a
+# daily crontab entry of its own outside app.yml's schedule.
+CELERY_RESULT_EXPIRES = None
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 LOGGING = {

@@ -96,7 +96,8 @@ def inventory(p: Plan, env: str) -> dict[str, str]:
         "all:\n  children:\n    bklog:\n      children:\n        bklog_api:\n          hosts:\n" + hosts(api, 12)
         + "        bklog_workers:\n          children:\n"
         + "".join(f"            bklog_workers_{q}:\n              hosts:\n" + hosts(names, 16) for q, names in workers.items())
-        + "    bklog_lb:\n      hosts:\n" + hosts([f"{env}-bklog-lb-01.example.internal"], 8)
+        + "    # Two balancers sharing a floating address (keepalived_virtual_ipaddress in group_vars/all).\n"
+        + "    bklog_lb:\n      hosts:\n" + hosts([f"{env}-bklog-lb-{i:02d}.example.internal" for i in (1, 2)], 8)
         + "    bklog_consul_servers:\n      hosts:\n" + hosts(infra, 8)
         + "    # The data tier (docs/high-availability.md): PostgreSQL under Patroni, Redis with Sentinel.\n"
         + "".join(f"    {group}:\n      hosts:\n" + hosts(infra, 8) for group in ("bklog_postgresql", "bklog_redis"))
@@ -108,7 +109,8 @@ def inventory(p: Plan, env: str) -> dict[str, str]:
            + hosts([f"{env}-bklog-search-{i:02d}.example.internal" for i in (1, 2, 3)], 8)
            if p.database == "sharded cluster" else "    bklog_opensearch:\n"))}
     for queue, names in workers.items():
-        beat = f"\ncelery_workers_beat_host: {names[0]}" if queue == "default" else ""
+        # beat on one of them at a time, under a Consul lock (roles/celery_workers)
+        beat = f"\ncelery_workers_beat_hosts: \"{{{{ groups['bklog_workers_{queue}'] }}}}\"" if queue == "default" else ""
         files[f"group_vars/bklog_workers_{queue}/main.yml"] = (
             f"---\n# Worker hosts of the {queue} queue(s) (names from bklog/app.yml).\n"
             f"celery_workers_enabled: [{queue}]{beat}\n")

@@ -165,3 +165,17 @@ class ExportChunk(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["job", "seq"], name="exportchunk_job_seq")]
+
+
+class PeriodicRun(models.Model):
+    """When each of beat's periodic tasks was last sent, and by which host. A beat claims a run
+    here before sending it (bklog/beat.py): the one row is what makes a second beat, or a beat
+    that took over with an old schedule file, skip a run already made in the same period."""
+
+    name = models.CharField(max_length=200, primary_key=True)
+    last_run_at = models.DateTimeField()
+    host = models.CharField(max_length=255)
+    runs = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self):
+        return f"{self.name} at {self.last_run_at} on {self.host}"

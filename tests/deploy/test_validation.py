@@ -42,12 +42,7 @@ def run_site(tmp_path: Path, playbook: str = "site.yml", infra: dict | None = No
         inventory["all"]["children"]["bklog_opensearch"] = {"hosts": {
             name: {"ansible_host": f"192.0.2.{20 + i}", "ansible_connection": "ssh", **hv}
             for i, (name, hv) in enumerate(search_nodes.items())}}
-    path = tmp_path / "hosts.yml"
-    path.write_text(yaml.safe_dump(inventory))
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
-           "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
-    return subprocess.run([str(BIN / "ansible-playbook"), "-i", str(path), str(ROOT / "playbooks" / playbook)],
-                          env=env, capture_output=True, text=True, timeout=300)
+    return run_playbook(tmp_path, inventory, playbook)
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -178,12 +173,7 @@ def run_data_tier(tmp_path: Path, data_hosts: int = 3, consul_servers: int | Non
         "bklog_postgresql": {"hosts": {n: data_vars[n] for n in names}},
         "bklog_redis": {"hosts": {n: data_vars[n] for n in names}},
     }}}
-    path = tmp_path / "hosts.yml"
-    path.write_text(yaml.safe_dump(inventory))
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
-           "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
-    return subprocess.run([str(BIN / "ansible-playbook"), "-i", str(path), str(ROOT / "playbooks" / "site.yml")],
-                          env=env, capture_output=True, text=True, timeout=300)
+    return run_playbook(tmp_path, inventory, "site.yml")
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -215,3 +205,52 @@ def test_the_prod_shaped_data_tier_passes_validation(tmp_path):
     output = " ".join((result.stdout + result.stderr).split())
     assert "UNREACHABLE" in output, output[-3000:]
     assert "Assertion failed" not in output and "assertion:" not in output, output[-3000:]
+
+
+def run_failover_tier(tmp_path: Path, balancers: int = 2, lb: dict | None = None, **app) -> subprocess.CompletedProcess:
+    """validate.yml against two app hosts (API, workers, beat under the Consul lock by default)
+    and `balancers` balancers sharing a floating address."""
+    app_vars = {**GOOD, **CONSUL, "celery_workers_consul_enabled": True, **app}
+    apps = {f"vm{i}": {**app_vars, "ansible_host": f"192.0.2.{10 + i}"} for i in (1, 2)}
+    lbs = {f"lb{i}": {"ansible_host": f"192.0.2.{40 + i}", "ansible_connection": "ssh",
+                      "keepalived_virtual_ipaddress": "192.0.2.100", **(lb or {})} for i in range(1, balancers + 1)}
+    inventory = {"all": {"children": {
+        "bklog": {"children": {"bklog_api": {"hosts": apps}, "bklog_workers": {"hosts": {n: None for n in apps}}}},
+        "bklog_lb": {"hosts": lbs},
+    }}}
+    return run_playbook(tmp_path, inventory, "validate.yml")
+
+
+def run_playbook(tmp_path: Path, inventory: dict, playbook: str) -> subprocess.CompletedProcess:
+    path = tmp_path / "hosts.yml"
+    path.write_text(yaml.safe_dump(inventory))
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
+           "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
+    return subprocess.run([str(BIN / "ansible-playbook"), "-i", str(path), str(ROOT / "playbooks" / playbook)],
+                          env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"lb": {"keepalived_virtual_ipaddress": ""}}, "keepalived_virtual_ipaddress must be the balancers' floating IPv4 address"),
+    ({"lb": {"keepalived_virtual_ipaddress": "10.0.0.300"}}, 'not "10.0.0.300"'),
+    ({"lb": {"keepalived_virtual_ipaddress": "192.0.2.11"}}, "is the address of an inventory host"),
+    ({"lb": {"keepalived_virtual_router_id": 0}}, "keepalived_virtual_router_id (1-255, got 0)"),
+    ({"celery_workers_beat_host": "vm1"}, "celery_workers_beat_host is now celery_workers_beat_hosts, a list"),
+    ({"celery_workers_beat_hosts": ["vm1", "lb1"]}, "names hosts that are not worker hosts (group bklog_workers): ['lb1']"),
+    ({"celery_workers_beat_lock": False, "celery_workers_beat_hosts": ["vm1", "vm2"]},
+     "beat on more than one host needs celery_workers_beat_lock"),
+    ({"celery_workers_consul_enabled": False, "celery_workers_beat_lock": True},
+     "celery_workers_beat_lock needs the Consul agent on the worker hosts"),
+])
+def test_bad_balancer_or_beat_inputs_fail_before_any_host_is_touched(tmp_path, kwargs, message):
+    result = run_failover_tier(tmp_path, **kwargs)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert message in " ".join(output.split()), output[-3000:]
+
+
+def test_two_balancers_and_beat_under_a_lock_pass_validation(tmp_path):
+    result = run_failover_tier(tmp_path)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    one = run_failover_tier(tmp_path, balancers=1, lb={"keepalived_virtual_ipaddress": ""})
+    assert one.returncode == 0, "one balancer needs no floating address: " + (one.stdout + one.stderr)[-3000:]

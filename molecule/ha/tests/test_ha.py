@@ -9,22 +9,28 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 import testinfra
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "cluster" / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 from load import Load  # noqa: E402
 from playbooks import inventory_hosts as group, run_playbook, wait_until  # noqa: E402
 
-BASE = "http://127.0.0.1:18090"
+# The balancers' floating address (group_vars/all.yml): the load goes where clients go.
+VIP = "10.89.177.100"
+BASE = f"http://{VIP}"
 APP = "bklog-ha-app"
 REDIS_PASSWORD = "ha-redis-0123456789"  # group_vars/all.yml
+APP_SPEC = yaml.safe_load((Path(__file__).resolve().parents[3] / "bklog" / "app.yml").read_text())
 # What the kills and the switchover measured (bench/ha_bench.py turns it into docs/benchmarks.md).
 FIGURES = Path(os.environ.get("BKLOG_BENCH_OUT") or Path(os.environ.get("BKLOG_MOLECULE_LOG_DIR", "/tmp")) / "bklog-ha-figures.json")
 
@@ -72,9 +78,19 @@ def redis_master() -> str | None:
     return None
 
 
-def address(name: str) -> str:
-    import yaml
+def vip_holders() -> list[str]:
+    """The live balancers that have the floating address on an interface."""
+    return [name for name in group("bklog_lb")
+            if alive(name) and host(name).run(f"ip -o -4 addr show to {VIP}").stdout.strip()]
 
+
+def beat_hosts() -> list[str]:
+    """The live app hosts where celery beat itself runs (not `consul lock` waiting to run it)."""
+    return [name for name in group("bklog_workers")
+            if alive(name) and host(name).run("pgrep -f '^[^ ]*python[^ ]* [^ ]*/celery -A [^ ]+ beat '").rc == 0]
+
+
+def address(name: str) -> str:
     return yaml.safe_load((Path(__file__).resolve().parents[1] / "host_vars" / f"{name}.yml").read_text())["ansible_host"]
 
 
@@ -93,8 +109,12 @@ def test_the_data_tier_is_whole():
         assert quorum.startswith("OK 3 usable"), quorum
     members = host(group("bklog_consul_servers")[0]).check_output("consul members")
     assert members.count(" alive ") == 4 or members.count("alive") >= 3, members
-    ready = json.loads(host(APP).check_output("curl -s http://127.0.0.1/readyz"))
-    assert ready["status"] == "ready", ready
+    for name in group("bklog_api"):
+        ready = json.loads(host(name).check_output("curl -s http://127.0.0.1/readyz"))
+        assert ready["status"] == "ready", (name, ready)
+    # One balancer holds the floating address, one host runs beat (the others wait on its lock).
+    assert len(vip_holders()) == 1, vip_holders()
+    assert len(beat_hosts()) == 1, beat_hosts()
     # status.yml names the primary, each replica's state and lag, the Redis master and replicas.
     run = run_playbook("status.yml")
     assert run.returncode == 0, run.stdout[-3000:]
@@ -128,15 +148,7 @@ def test_a_planned_switchover_under_load_pauses_writes_briefly(admin_token):
     assert redis_master() not in (None, master_before)
     for failure in load.failures:
         assert failure["status"] == 503, failure
-    failed_ingests = sum(1 for f in load.failures if f["what"] == "ingest")
-
-    def indexed() -> int | None:
-        status, body = load.request("GET", f"/api/v1/index_sets/{index_set['name']}/search?q={load.run_id}&size=1")
-        total = json.loads(body)["total"] if status == 200 else 0
-        return total if total >= load.sent_lines else None
-
-    total = wait_until(indexed, f"{load.sent_lines} lines searchable", timeout=120, every=2)
-    assert total <= load.sent_lines + failed_ingests * load.lines_per_ingest
+    total = _all_lines_searchable(load, index_set)
     figures = {"requests_served": load.served, "requests_failed": len(load.failures),
                "playbook_s": round(run.seconds, 1), "lines_accepted": load.sent_lines, "lines_searchable": total}
     print(f"\nplanned switchover: {json.dumps(figures)}")
@@ -182,17 +194,7 @@ def _kill_under_load(admin_token: str, pick_victim, what: str) -> dict:
     # the safety net sends again a batch or export whose task went down with the Redis master.
     requeue = "/usr/local/bin/bklog shell -c 'from bklog.logs.tasks import requeue_pending_batches as r; r(0)'"
     host(APP).check_output(requeue)
-    failed_ingests = sum(1 for f in failures if f["what"] == "ingest")
-
-    def indexed() -> int | None:
-        status, body = load.request("GET", f"/api/v1/index_sets/{index_set['name']}/search?q={load.run_id}&size=1")
-        total = json.loads(body)["total"] if status == 200 else 0
-        return total if total >= load.sent_lines else None
-
-    total = wait_until(indexed, f"{load.sent_lines} lines searchable", timeout=180, every=2)
-    # A request cut off by the kill may have been stored before its answer was lost: never more.
-    assert total <= load.sent_lines + failed_ingests * load.lines_per_ingest, (total, load.sent_lines)
-    figures["lines_accepted"], figures["lines_searchable"] = load.sent_lines, total
+    figures["lines_accepted"], figures["lines_searchable"] = load.sent_lines, _all_lines_searchable(load, index_set)
 
     def exports_finished() -> bool:
         statuses = [json.loads(load.request("GET", f"/api/v1/exports/{job}")[1])["status"] for job in load.export_jobs]
@@ -227,3 +229,99 @@ def test_losing_a_data_host_under_load_loses_nothing(admin_token):
                          "Redis master's host killed"),
     ]
     _record("kills", figures)
+
+
+def _all_lines_searchable(load: Load, index_set: dict) -> int:
+    """Every line answered 2xx is searchable, and no more than those plus the cut-off requests' (a
+    request cut off by a kill may have been stored before its answer was lost)."""
+    failed_ingests = sum(1 for f in load.failures if f["what"] == "ingest")
+
+    def indexed() -> int | None:
+        status, body = load.request("GET", f"/api/v1/index_sets/{index_set['name']}/search?q={load.run_id}&size=1")
+        total = json.loads(body)["total"] if status == 200 else 0
+        return total if total >= load.sent_lines else None
+
+    total = wait_until(indexed, f"{load.sent_lines} lines searchable", timeout=180, every=2)
+    assert total <= load.sent_lines + failed_ingests * load.lines_per_ingest, (total, load.sent_lines)
+    return total
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=0.5) as resp:
+            return resp.status == 200
+    except Exception:  # refused, timed out: not yet
+        return False
+
+
+def test_losing_the_balancer_with_the_floating_address(admin_token):
+    """Kill 3: the balancer holding the address is killed; the other answers on it within 5 s.
+    A request cut off inside the dead balancer fails; every other one is served."""
+    load, index_set = _new_load(admin_token)
+    load.start()
+    try:
+        time.sleep(10)
+        [victim] = vip_holders()
+        subprocess.run(["podman", "kill", victim], check=True, capture_output=True)
+        lost_at = time.time()
+        while not _answers(f"{BASE}/healthz"):
+            assert time.time() - lost_at < 30, "the floating address answers from no balancer"
+            time.sleep(0.1)
+        answered_after = time.time() - lost_at
+        time.sleep(15)
+    finally:
+        load.stop()
+    [holder] = vip_holders()
+    figures = {"kill": "balancer with the floating address killed", "killed": victim, "address_now_on": holder,
+               "address_answers_after_s": round(answered_after, 1), "requests_served": load.served,
+               "requests_failed": len(load.failures)}
+    print(f"\nbalancer killed: {json.dumps(figures)}")
+    assert holder != victim and answered_after < 5, figures
+    # Only requests the dead balancer held: one per load thread at most.
+    assert len(load.failures) <= 4, load.failures
+    figures["lines_accepted"], figures["lines_searchable"] = load.sent_lines, _all_lines_searchable(load, index_set)
+    # Back, it waits as the backup: the address does not move a second time (nopreempt).
+    subprocess.run(["podman", "start", victim], check=True, capture_output=True)
+    time.sleep(10)
+    assert vip_holders() == [holder]
+    _record("balancer", figures)
+
+
+def _beat_log(name: str) -> list[tuple[float, str]]:
+    """(time, entry) of every periodic task a host's beat sent, from its log (a killed host's too)."""
+    out = subprocess.run(["podman", "cp", f"{name}:/var/log/bklog/bklog-beat.log", "-"], capture_output=True)
+    sent = []
+    for line in out.stdout.decode(errors="replace").splitlines():
+        match = re.search(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+ .*Sending due task (\S+)", line)
+        if match:
+            sent.append((time.mktime(time.strptime(match[1], "%Y-%m-%d %H:%M:%S")), match[2]))
+    return sent
+
+
+def test_losing_the_beat_host(admin_token):
+    """Kill 4: the host running beat is killed; beat runs on the other app host within two
+    minutes, and across both hosts' logs no periodic task was sent twice within its period."""
+    [victim] = beat_hosts()
+    subprocess.run(["podman", "kill", victim], check=True, capture_output=True)
+    lost_at = time.time()
+    [successor] = wait_until(lambda: beat_hosts() or None, "beat on another host", timeout=120, every=1)
+    took_over_after = time.time() - lost_at
+    runs = host(successor).check_output(
+        "/usr/local/bin/bklog shell -c 'from bklog.logs.models import PeriodicRun as P; "
+        "print(list(P.objects.values_list(\"name\", \"host\", \"runs\")))'")
+    figures = {"kill": "beat's host killed", "killed": victim, "beat_now_on": successor,
+               "beat_runs_after_s": round(took_over_after, 1), "periodic_runs": runs.strip().splitlines()[-1]}
+    print(f"\nbeat's host killed: {json.dumps(figures)}")
+    assert successor != victim and took_over_after < 120, figures
+    subprocess.run(["podman", "start", victim], check=True, capture_output=True)
+    wait_until(lambda: alive(victim) and host(victim).run("systemctl is-system-running").stdout.strip()
+               in ("running", "degraded"), f"{victim} booted", timeout=120)
+    time.sleep(20)
+    assert beat_hosts() == [successor], "the host that came back must wait on the lock, not run a second beat"
+    periods = {name: float(entry["every_seconds"]) for name, entry in APP_SPEC["celery"]["beat"]["schedule"].items()}
+    sent = sorted(_beat_log(victim) + _beat_log(successor))
+    for name, every in periods.items():
+        times = [at for at, entry in sent if entry == name]
+        gaps = [later - earlier for earlier, later in zip(times, times[1:])]
+        assert all(gap >= every - 2 for gap in gaps), (name, times)
+    _record("beat", figures)
