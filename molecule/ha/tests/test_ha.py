@@ -288,10 +288,10 @@ def test_losing_the_balancer_with_the_floating_address(admin_token):
 
 
 def _beat_log(name: str) -> list[tuple[float, str]]:
-    """(time, entry) of every periodic task a host's beat sent, from its log (a killed host's too)."""
-    out = subprocess.run(["podman", "cp", f"{name}:/var/log/bklog/bklog-beat.log", "-"], capture_output=True)
+    """(time, entry) of every periodic task a host's beat sent, from its log (a killed host's too,
+    started again)."""
     sent = []
-    for line in out.stdout.decode(errors="replace").splitlines():
+    for line in host(name).run("cat /var/log/bklog/bklog-beat.log").stdout.splitlines():
         match = re.search(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+ .*Sending due task (\S+)", line)
         if match:
             sent.append((time.mktime(time.strptime(match[1], "%Y-%m-%d %H:%M:%S")), match[2]))
