@@ -60,6 +60,12 @@ def section(figures: dict, total: float | None) -> str:
         lines += ["", f"Host running celery beat killed ({b['killed']}): beat ran on {b['beat_now_on']} after "
                       f"{b['beat_runs_after_s']} s (Consul's failure detection, then its 15 s lock delay); no periodic "
                       "task sent twice within its period across both hosts' logs."]
+    if "consul_and_app" in figures:
+        c = figures["consul_and_app"]
+        lines += ["", f"A Consul server and an app host killed together ({', '.join(c['killed'])}): "
+                      f"{c['requests_failed']} of {c['requests_served'] + c['requests_failed']} requests failed (those "
+                      f"inside the killed app host); the primary stayed; {c['lines_accepted']} lines accepted, "
+                      f"{c['lines_searchable']} searchable."]
     return "\n".join(lines) + "\n"
 
 

@@ -140,7 +140,8 @@ def readyz(request):
 
 
 class StateCollector:
-    """Gauges read at scrape time: Celery queue depth per queue, database connections."""
+    """Gauges read at scrape time: Celery queue depth per queue, database connections, beat's
+    periodic runs."""
 
     def collect(self):
         from bklog.celery_app import all_queues
@@ -173,9 +174,31 @@ class StateCollector:
         yield in_use
         yield limit
 
+        yield from periodic_runs()
+
         info = GaugeMetricFamily("bklog_build_info", "Running version", labels=["version", "env"])
         info.add_metric([bklog.__version__, settings.BKLOG_ENV], 1.0)
         yield info
+
+
+def periodic_runs():
+    """When beat last sent each periodic task (bklog/beat.py's claims) and the task's period: a
+    last run older than two periods means beat runs nowhere (BklogBeatNotRunning)."""
+    from bklog.celery_app import app
+    from bklog.logs.models import PeriodicRun
+
+    last = GaugeMetricFamily("bklog_periodic_task_last_run_timestamp_seconds",
+                             "When beat last sent the periodic task (Unix time)", labels=["task"])
+    period = GaugeMetricFamily("bklog_periodic_task_period_seconds", "The periodic task's period", labels=["task"])
+    for name, entry in app.conf.beat_schedule.items():
+        period.add_metric([name], float(entry["schedule"]))
+    try:
+        for name, ran_at in PeriodicRun.objects.values_list("name", "last_run_at"):
+            last.add_metric([name], ran_at.timestamp())
+    except Exception as exc:
+        log.warning("periodic task runs unavailable: %s", exc)
+    yield last
+    yield period
 
 
 @allow("GET", "HEAD")

@@ -13,6 +13,9 @@ def test_every_guide_alert_has_a_rule_and_a_runbook():
     names = {r["alert"] for r in rules}
     assert {"BklogProgramNotRunning", "BklogApiSlow", "BklogApiErrors", "BklogCeleryBacklog",
             "BklogDatabaseConnections", "BklogDiskFull", "BklogRedisMemory"} <= names
+    # The high-availability tier's (issue 15): failovers, a lagging or missing replica, no quorum, no beat.
+    assert {"BklogPostgresFailover", "BklogPostgresNoPrimary", "BklogPostgresMemberDown", "BklogPostgresReplicationLag",
+            "BklogRedisFailover", "BklogRedisSentinelNoQuorum", "BklogRedisReplicaMissing", "BklogBeatNotRunning"} <= names
     runbooks = (ROOT / "docs" / "runbooks.md").read_text()
     for rule in rules:
         anchor = rule["annotations"]["runbook"].split("#", 1)[1]

@@ -12,7 +12,9 @@
   sent again by requeue_pending_batches).
 
 Here the "hosts" are processes on loopback (one machine): what is real is the engines and the
-service; the fleet-wide proof with killed hosts lives in the molecule scenarios.
+service; the fleet-wide proof with killed hosts lives in the molecule scenarios. A real Prometheus
+scrapes Patroni and the sentinels (through redis_exporter) and evaluates the shipped alert rules:
+the failover alerts fire from what the engines really export.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -288,6 +291,13 @@ def test_patroni_failover_loses_no_accepted_line(processes, tmp_path, postgres_d
         if name == "pg1":  # the first bootstraps the cluster; the others clone it
             _wait(lambda: _roles({"pg1": rest["pg1"]})["pg1"] == "primary", "pg1 primary", 90)
     _wait(lambda: sorted(_roles(rest).values()) == ["primary", "replica", "replica"], "two streaming replicas", 120)
+    prometheus = _prometheus(processes, tmp_path, [{"job_name": "patroni", "static_configs": [
+        {"targets": [f"127.0.0.1:{port}" for port in rest.values()]}]}])
+    # What the PostgreSQL alerts read, as Patroni exports it: one primary, every member running.
+    _wait(lambda: [r["value"][1] for r in _query(prometheus, 'sum by (scope) (patroni_primary{job="patroni"})')] == ["1"],
+          "Patroni's metrics scraped: one primary", 30)
+    assert len(_query(prometheus, 'patroni_postgres_running{job="patroni"} == 1')) == 3
+    assert len(_query(prometheus, 'patroni_xlog_replayed_location{job="patroni"} and on (instance) patroni_replica == 1')) == 2
 
     hosts = ",".join(f"127.0.0.1:{pg}" for pg, _ in nodes.values())
     url = f"postgres://postgres:super-secret@{hosts}/bklog"
@@ -311,12 +321,48 @@ def test_patroni_failover_loses_no_accepted_line(processes, tmp_path, postgres_d
         stored = _stored_once(stack, api, "pgfailover", load)
         assert load.accepted() <= stored, f"lines answered 2xx are missing: {sorted(load.accepted() - stored)}"
 
+        # The alerts, from the real metrics: the new timeline says a failover happened; the lost
+        # member is down until it is back; there is a primary again.
+        # (MemberDown waits out its minute: active is enough here.)
+        _wait(lambda: _alerts(prometheus).get("BklogPostgresFailover") == "firing"
+              and "BklogPostgresMemberDown" in _alerts(prometheus), "BklogPostgresFailover and BklogPostgresMemberDown", 60)
+        assert "BklogPostgresNoPrimary" not in _alerts(prometheus)
+
         # The lost node comes back: Patroni rewinds it and it follows the new primary.
         processes.start(primary, ["patroni", str(configs[primary])], user="postgres")
         _wait(lambda: _roles(rest) == {n: "primary" if n == new_primary else "replica" for n in rest},
               f"{primary} back as a replica of {new_primary}", 120)
     finally:
         stack.close()
+
+
+# ------------------------------------------------------------------------------- alerts
+
+def _prometheus(processes: Processes, tmp: Path, scrape_configs: list[dict]) -> int:
+    """A real Prometheus (Debian's) on loopback, scraping every second and evaluating the shipped
+    rules (monitoring/bklog-alerts.yml): the HA alerts are checked against what the real engines
+    export, not only against promtool's made-up series."""
+    port = free_port()
+    config = tmp / "prometheus.yml"
+    config.write_text(json.dumps({"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                                  "rule_files": [str(ROOT / "monitoring" / "bklog-alerts.yml")],
+                                  "scrape_configs": scrape_configs}))
+    processes.start("prometheus", ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp / 'tsdb'}",
+                                   f"--web.listen-address=127.0.0.1:{port}"])
+    _wait(lambda: _get(f"http://127.0.0.1:{port}/-/ready")[0] == 200, "Prometheus ready", 60)
+    return port
+
+
+def _query(port: int, expr: str) -> list[dict]:
+    status, body = _get(f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
+    return json.loads(body)["data"]["result"] if status == 200 else []
+
+
+def _alerts(port: int) -> dict[str, str]:
+    """Each active alert's state: pending (waiting out its `for`) or firing."""
+    status, body = _get(f"http://127.0.0.1:{port}/api/v1/alerts")
+    alerts = json.loads(body)["data"]["alerts"] if status == 200 else []
+    return {a["labels"]["alertname"]: a["state"] for a in alerts}
 
 
 # ------------------------------------------------------------------------------- Redis/Sentinel
@@ -362,6 +408,20 @@ def test_sentinel_failover_loses_no_accepted_batch(processes, tmp_path):
     _wait(lambda: _redis_cli(sentinel_ports[0], "SENTINEL", "ckquorum", "bklog").startswith("OK 3"),
           "three sentinels in quorum", 30)
 
+    # Each sentinel through redis_exporter (Debian's), as roles/monitoring scrapes them.
+    exporter = free_port()
+    processes.start("redis-exporter", ["prometheus-redis-exporter", "-redis.password", REDIS_PASSWORD,
+                                       "-web.listen-address", f"127.0.0.1:{exporter}"])
+    prometheus = _prometheus(processes, tmp_path, [{
+        "job_name": "redis_sentinel", "metrics_path": "/scrape",
+        "static_configs": [{"targets": [f"redis://127.0.0.1:{port}" for port in sentinel_ports]}],
+        "relabel_configs": [{"source_labels": ["__address__"], "target_label": "__param_target"},
+                            {"source_labels": ["__param_target"], "target_label": "instance"},
+                            {"target_label": "__address__", "replacement": f"127.0.0.1:{exporter}"}]}])
+    _wait(lambda: [r["value"][1] for r in _query(prometheus, 'redis_sentinel_master_ok_sentinels{job="redis_sentinel"}')]
+          == ["3", "3", "3"], "every sentinel scraped, each seeing three", 30)
+    assert [r["value"][1] for r in _query(prometheus, 'redis_sentinel_master_ok_slaves{job="redis_sentinel"}')] == ["2"] * 3
+
     url = ";".join(f"sentinel://:{REDIS_PASSWORD}@127.0.0.1:{port}/0" for port in sentinel_ports)
     stack = Stack(tmp_path / "bklog", url, BKLOG_REDIS_SENTINEL_MASTER="bklog")
     token = stack.bklog("create_index_set", "app")
@@ -394,6 +454,9 @@ def test_sentinel_failover_loses_no_accepted_batch(processes, tmp_path):
                               "print(B.objects.filter(status='pending').count(), 'batches pending')"))
             print(stack.log("worker")[-6000:])
             raise
+        # The sentinels named a second master address: the failover alert fires from the real metrics.
+        _wait(lambda: _alerts(prometheus).get("BklogRedisFailover") == "firing", "BklogRedisFailover firing", 60)
+
         # Django's cache follows the master too.
         out = stack.bklog("shell", "-c", "from django.core.cache import cache; cache.set('k', 'v', 60); "
                                          "print('cache', cache.get('k'))")

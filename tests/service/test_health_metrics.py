@@ -74,3 +74,22 @@ def test_metrics_exposes_requests_latency_and_state(client):
     assert 'bklog_http_request_duration_seconds_bucket{le="0.2",method="GET",status="200",view="healthz"}' in text
     assert "bklog_db_connections_in_use" in text and "bklog_celery_queue_length" in text
     assert "bklog_build_info" in text
+
+
+@pytest.mark.django_db
+def test_metrics_say_when_beat_last_sent_each_periodic_task(client):
+    """What BklogBeatNotRunning compares: each task's last claimed run and its period."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from bklog.beat import claim
+
+    ran_at = timezone.now().replace(microsecond=0)
+    assert claim("requeue-pending-batches", timedelta(seconds=300), ran_at, "worker-1")
+    text = client.get("/metrics").content.decode()
+    samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("bklog_periodic_task_")}
+    assert samples['bklog_periodic_task_last_run_timestamp_seconds{task="requeue-pending-batches"}'] == ran_at.timestamp()
+    assert 'bklog_periodic_task_period_seconds{task="requeue-pending-batches"} 300.0' in text
+    assert 'bklog_periodic_task_period_seconds{task="apply-retention"} 3600.0' in text

@@ -123,6 +123,20 @@ def test_the_data_tier_is_whole():
         run.stdout[-3000:]
 
 
+def test_preflight_refuses_a_data_tier_one_failure_from_down():
+    """A replica's Patroni stopped: preflight (the first play of site.yml and of an upgrade) fails
+    naming the PostgreSQL cluster, before anything changes; whole again, it passes."""
+    replica = next(n for n, r in patroni_roles().items() if r == "replica")
+    host(replica).check_output("systemctl stop patroni")
+    try:
+        run = run_playbook("preflight.yml", "--limit", ",".join(group("bklog_postgresql")))
+        assert run.returncode != 0, run.stdout[-3000:]
+        assert "cluster has 1 primary(ies) and 2 of 3 members" in " ".join(run.stdout.split()), run.stdout[-3000:]
+    finally:
+        host(replica).check_output("systemctl start patroni")
+        wait_until(lambda: patroni_roles().get(replica) == "replica", f"{replica} streaming again", timeout=120)
+
+
 def _new_load(admin_token: str) -> tuple[Load, dict]:
     status, body = Load(BASE, "", "", admin_token).request(
         "POST", "/api/v1/index_sets", json.dumps({"name": f"ha-{time.time_ns()}"}).encode())
@@ -325,3 +339,32 @@ def test_losing_the_beat_host(admin_token):
         gaps = [later - earlier for earlier, later in zip(times, times[1:])]
         assert all(gap >= every - 2 for gap in gaps), (name, times)
     _record("beat", figures)
+
+
+def test_losing_a_consul_server_and_an_app_host_together(admin_token):
+    """Kill 5: a Consul server (a data host holding neither the PostgreSQL primary nor the Redis
+    master) and the app host not running beat, at once: the balancers send around the lost app
+    host and Consul keeps its quorum, so only requests inside the killed app host fail."""
+    primary, master = next(n for n, r in patroni_roles().items() if r == "primary"), redis_master()
+    consul_server = next(n for n in group("bklog_consul_servers") if n != primary and address(n) != master)
+    app_host = next(n for n in group("bklog_api") if n not in beat_hosts())
+    load, index_set = _new_load(admin_token)
+    load.start()
+    try:
+        time.sleep(10)
+        subprocess.run(["podman", "kill", consul_server, app_host], check=True, capture_output=True)
+        time.sleep(40)
+    finally:
+        load.stop()
+    figures = {"kill": "a Consul server and an app host killed", "killed": [consul_server, app_host],
+               "requests_served": load.served, "requests_failed": len(load.failures),
+               "primary_after": next((n for n, r in patroni_roles().items() if r == "primary"), None)}
+    print(f"\nConsul server and app host killed: {json.dumps(figures)}")
+    assert figures["primary_after"] == primary, "the primary must not move: it lost nothing"
+    assert len(load.failures) <= 4, load.failures  # one in flight per load thread, at most
+    survivor = next(n for n in group("bklog_consul_servers") if n != consul_server)
+    assert host(survivor).check_output("curl -s 127.0.0.1:8500/v1/status/leader").strip() not in ("", '""')
+    figures["lines_accepted"], figures["lines_searchable"] = load.sent_lines, _all_lines_searchable(load, index_set)
+    subprocess.run(["podman", "start", consul_server, app_host], check=True, capture_output=True)
+    wait_until(lambda: patroni_roles().get(consul_server) == "replica", f"{consul_server} back as a replica", timeout=180)
+    _record("consul_and_app", figures)
