@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -90,10 +91,15 @@ def vip_holders() -> list[str]:
             if alive(name) and host(name).run(f"ip -o -4 addr show to {VIP}").stdout.strip()]
 
 
+# status.yml's own pattern (roles/bklog_status), so the test and the operator's report agree.
+BEAT_PATTERN = yaml.safe_load((Path(__file__).resolve().parents[3] / "roles" / "bklog_status" / "defaults" / "main.yml")
+                              .read_text())["bklog_status_beat_process_pattern"]
+
+
 def beat_hosts() -> list[str]:
     """The live app hosts where celery beat itself runs (not `consul lock` waiting to run it)."""
     return [name for name in group("bklog_workers")
-            if alive(name) and host(name).run("pgrep -f '^[^ ]*python[^ ]* [^ ]*/celery -A [^ ]+ beat '").rc == 0]
+            if alive(name) and host(name).run(f"pgrep -f {shlex.quote(BEAT_PATTERN)}").rc == 0]
 
 
 def address(name: str) -> str:
