@@ -77,6 +77,9 @@ CONSUL = {"bklog_consul_enabled": True, "consul_retry_join": ["infra1"]}
     ("site.yml", {**CONSUL, "consul_version": "1.15.4"}, INFRA, "consul_version must be 1.16.0 or later, as X.Y.Z (got 1.15.4)"),
     ("site.yml", {**CONSUL, "consul_install_from": "controller"}, INFRA, "consul_install_from=controller needs consul_binary_src"),
     ("site.yml", {"bklog_consul_enabled": True}, INFRA, "a client needs consul_retry_join (got [])"),
+    ("site.yml", {**CONSUL, "consul_encrypt_key": "CHANGE-ME-output-of-consul-keygen"}, INFRA,
+     "consul_encrypt_key must be the output of `consul keygen`"),
+    ("site.yml", {**CONSUL, "consul_encrypt_required": True}, INFRA, "it is required here (consul_encrypt_required) and empty"),
     ("site.yml", {}, {**INFRA, "consul_bootstrap_expect": 2}, "consul_bootstrap_expect must be 1, 3 or 5 (got 2)"),
     ("site.yml", {}, {**INFRA, "postgresql_allowed_cidrs": ["10.0.0.0"]}, "postgresql_allowed_cidrs must be networks like 10.0.0.0/8"),
     ("site.yml", {}, {**INFRA, "postgresql_password": ""}, "postgresql_password must be set"),
@@ -254,3 +257,65 @@ def test_two_balancers_and_beat_under_a_lock_pass_validation(tmp_path):
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     one = run_failover_tier(tmp_path, balancers=1, lb={"keepalived_virtual_ipaddress": ""})
     assert one.returncode == 0, "one balancer needs no floating address: " + (one.stdout + one.stderr)[-3000:]
+
+
+def _certificate(subject: str, names: list[str], issuer=None, ca: bool = False):
+    """A PEM certificate and key; issuer (a (certificate, key) pair) signs it, else it signs itself."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (x509.CertificateBuilder().subject_name(name).public_key(key.public_key())
+               .serial_number(x509.random_serial_number()).not_valid_before(now)
+               .not_valid_after(now + datetime.timedelta(days=2))
+               .issuer_name(issuer[0].subject if issuer else name)
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+    certificate = builder.sign(issuer[1] if issuer else key, hashes.SHA256())
+    pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    return certificate, key, pem, key_pem
+
+
+@pytest.fixture(scope="module")
+def consul_pki():
+    ca = _certificate("consul test CA", [], ca=True)
+    other_ca = _certificate("another CA", [], ca=True)
+    return {
+        "ca": ca[2],
+        "server": _certificate("infra1", ["infra1", "server.dc1.consul"], issuer=ca[:2])[2:],
+        "client": _certificate("vm1", ["vm1"], issuer=ca[:2])[2:],
+        "stranger": _certificate("infra1", ["infra1", "server.dc1.consul"], issuer=other_ca[:2])[2:],
+    }
+
+
+@pytest.mark.parametrize("server, message", [
+    ("server", None),
+    ("client", "consul_tls_certificate of infra1: as a server it must name server.dc1.consul (it names: DNS:vm1)"),
+    ("stranger", "consul_tls_certificate of infra1: issued by another CA, not by the CA given (consul test CA)"),
+    ("missing", "consul_tls_enabled is true: consul_tls_ca_certificate and consul_tls_certificate must be PEM"),
+])
+def test_consul_tls_certificates_are_checked_on_the_controller(tmp_path, consul_pki, server, message):
+    """RPC over TLS: each agent's certificate is read on the controller before any host is touched:
+    issued by the CA given, and on a server naming server.<datacenter>.consul as Consul verifies it."""
+    def tls(kind):
+        certificate, key = consul_pki[kind] if kind in consul_pki else ("", "")
+        return {"consul_tls_enabled": True, "consul_tls_ca_certificate": consul_pki["ca"],
+                "consul_tls_certificate": certificate, "consul_tls_certificate_key": key}
+
+    infra = {**INFRA, "log_agent_ingest_token": "t" * 20, **tls(server)}
+    result = run_site(tmp_path, "site.yml", infra, **CONSUL, **tls("client"))
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0
+    if message is None:  # both hosts pass: the run goes on to reach them
+        assert "UNREACHABLE" in output and "consul_tls_certificate of" not in output, output[-3000:]
+    else:
+        assert message in output and "UNREACHABLE" not in output, output[-3000:]

@@ -294,6 +294,8 @@ def test_patroni_failover_loses_no_accepted_line(processes, tmp_path, postgres_d
     prometheus = _prometheus(processes, tmp_path, [{"job_name": "patroni", "static_configs": [
         {"targets": [f"127.0.0.1:{port}" for port in rest.values()]}]}])
     # What the PostgreSQL alerts read, as Patroni exports it: one primary, every member running.
+    # (Each member is scraped on its own schedule: wait until all three have been, then read.)
+    _wait(lambda: len(_query(prometheus, 'up{job="patroni"} == 1')) == 3, "all three members scraped", 60)
     _wait(lambda: [r["value"][1] for r in _query(prometheus, 'sum by (scope) (patroni_primary{job="patroni"})')] == ["1"],
           "Patroni's metrics scraped: one primary", 30)
     assert len(_query(prometheus, 'patroni_postgres_running{job="patroni"} == 1')) == 3
@@ -420,7 +422,8 @@ def test_sentinel_failover_loses_no_accepted_batch(processes, tmp_path):
                             {"target_label": "__address__", "replacement": f"127.0.0.1:{exporter}"}]}])
     _wait(lambda: [r["value"][1] for r in _query(prometheus, 'redis_sentinel_master_ok_sentinels{job="redis_sentinel"}')]
           == ["3", "3", "3"], "every sentinel scraped, each seeing three", 30)
-    assert [r["value"][1] for r in _query(prometheus, 'redis_sentinel_master_ok_slaves{job="redis_sentinel"}')] == ["2"] * 3
+    _wait(lambda: [r["value"][1] for r in _query(prometheus, 'redis_sentinel_master_ok_slaves{job="redis_sentinel"}')]
+          == ["2"] * 3, "every sentinel seeing both replicas", 30)
 
     url = ";".join(f"sentinel://:{REDIS_PASSWORD}@127.0.0.1:{port}/0" for port in sentinel_ports)
     stack = Stack(tmp_path / "bklog", url, BKLOG_REDIS_SENTINEL_MASTER="bklog")

@@ -121,6 +121,10 @@ def test_the_data_tier_is_whole():
         assert quorum.startswith("OK 3 usable"), quorum
     members = host(group("bklog_consul_servers")[0]).check_output("consul members")
     assert members.count(" alive ") == 4 or members.count("alive") >= 3, members
+    # Gossip encrypted on every agent (consul_encrypt_key in group_vars, required as in prod).
+    for name in group("bklog_consul_servers") + group("bklog_workers"):
+        serf_lan = host(name).check_output("consul info").split("serf_lan:")[1]
+        assert re.search(r"\bencrypted = true\b", serf_lan), (name, serf_lan)
     for name in group("bklog_api"):
         ready = json.loads(host(name).check_output("curl -s http://127.0.0.1/readyz"))
         assert ready["status"] == "ready", (name, ready)
@@ -185,6 +189,41 @@ def test_a_planned_switchover_under_load_pauses_writes_briefly(admin_token):
                "playbook_s": round(run.seconds, 1), "lines_accepted": load.sent_lines, "lines_searchable": total}
     print(f"\nplanned switchover: {json.dumps(figures)}")
     _record("switchover", figures)
+
+
+def test_a_data_tier_setting_changed_restarts_one_member_at_a_time(admin_token):
+    """site.yml with a new Redis and a new Consul setting while the load runs: the Redis members
+    restart one at a time, the replicas first and the master after handing over, so the broker
+    never stops; the Consul servers one at a time, each after autopilot calls the others healthy,
+    so Patroni never loses its store (the PostgreSQL primary stays). Requests refused only with a
+    503, every accepted line searchable."""
+    load, index_set = _new_load(admin_token)
+    master_before = redis_master()
+    primary_before = next(n for n, r in patroni_roles().items() if r == "primary")
+    load.start()
+    try:
+        time.sleep(5)
+        run = run_playbook("site.yml", "--limit", ",".join(group("bklog_redis")),
+                           "-e", "redis_maxmemory=600mb", "-e", "consul_log_level=DEBUG")
+        assert run.returncode == 0, run.stdout[-3000:]
+        time.sleep(5)
+    finally:
+        load.stop()
+    restarted = re.findall(r"TASK \[redis : Restart redis on (\S+)\]", run.stdout)
+    assert sorted(restarted) == sorted(group("bklog_redis")), restarted
+    assert address(restarted[-1]) == master_before, (restarted, master_before)  # the master last
+    assert redis_master() not in (None, master_before)
+    redis = f"REDISCLI_AUTH={REDIS_PASSWORD} redis-cli"
+    for name in group("bklog_redis"):
+        assert host(name).check_output(f"{redis} CONFIG GET maxmemory").split()[-1] == str(600 * 1024 * 1024), name
+    servers = re.findall(r"TASK \[consul : Restart consul on (\S+)\]", run.stdout)
+    assert sorted(servers) == sorted(group("bklog_consul_servers")), servers
+    assert next(n for n, r in patroni_roles().items() if r == "primary") == primary_before
+    for failure in load.failures:
+        assert failure["status"] == 503, failure
+    _all_lines_searchable(load, index_set)
+    print(f"\nrestarted in turn: Redis {restarted}, Consul {servers}; {load.served} requests served, "
+          f"{len(load.failures)} refused ({run.seconds:.0f} s)")
 
 
 def _kill_under_load(admin_token: str, pick_victim, what: str) -> dict:
