@@ -5,7 +5,8 @@ to an index set, per-item results shaped like Elasticsearch's.
 
 What is reported created is stored (and searchable once the pipeline has indexed it); what is
 reported failed was not written: an index set's items go through ingest.accept() together, whole
-or not at all, after every item was checked on its own.
+or not at all, after every item was checked on its own. An `_id` is unique per index set, as in
+the engines: `create` of a taken id is a 409 item, `index` of one replaces its line ("updated").
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from bklog.logs import ingest, values
-from bklog.logs.models import INDEX_SET_NAME, IndexSet
+from bklog.logs.models import INDEX_SET_NAME, MAX_DOC_ID_BYTES, IndexSet
 from bklog.logs.parsing import LineError, parse_line
 
 ACTIONS = ("create", "delete", "index", "update")
@@ -146,6 +147,20 @@ def check_item(item: Item, index_set: IndexSet, received_at) -> None:
     item.parsed = document
 
 
+def check_doc_id(item: Item) -> None:
+    """As the engines validate an `_id`: not empty, at most 512 bytes. An engine refuses a whole
+    request for one id too long; here that item alone fails, so its batch's good lines are kept."""
+    if item.doc_id is None or item.failed:
+        return
+    size = len(item.doc_id.encode("utf-8"))
+    if size == 0:
+        item.fail(400, "illegal_argument_exception", "if _id is specified it must not be empty")
+    elif size > MAX_DOC_ID_BYTES:
+        item.fail(400, "action_request_validation_exception",
+                  f"Validation Failed: 1: id [{item.doc_id[:100]}...] is too long, must be no longer than "
+                  f"{MAX_DOC_ID_BYTES} bytes but was: {size};")
+
+
 def run(body: bytes, url_index: str | None, index_set: IndexSet) -> dict:
     """A bulk request with the ingest token of `index_set` (the caller has checked it)."""
     started = time.monotonic()
@@ -156,20 +171,30 @@ def run(body: bytes, url_index: str | None, index_set: IndexSet) -> dict:
     received_at = timezone.now()
     for item in items:
         check_item(item, index_set, received_at)
+        check_doc_id(item)
     # Every item that passed is the token's own index set's (check_item): one batch, whole or not at all.
     group = [item for item in items if not item.failed]
     if group:
         try:
-            accepted = ingest.accept(index_set, [item.parsed for item in group])
+            accepted = ingest.accept(index_set, [item.parsed for item in group],
+                                     doc_ops=[(item.action, item.doc_id) for item in group])
         except ingest.BatchRejected as exc:
             # Nothing of the batch was stored: each item is reported failed, to retry.
             status, kind = (429, "es_rejected_execution_exception") if exc.status == 503 else (exc.status, "illegal_argument_exception")
             for item in group:
                 item.fail(status, kind, exc.message)
         else:
-            for seq, item in enumerate(group):
-                item.result = {"_index": index_set.name, "_id": item.doc_id or f"{accepted['batch']}-{seq}", "_version": 1,
-                               "result": "created", "_shards": {"total": 1, "successful": 1, "failed": 0},
-                               "_seq_no": seq, "_primary_term": 1, "status": 201}
+            outcomes = accepted.get("items") or [{"result": ingest.CREATED, "version": 1}] * len(group)
+            for seq, (item, outcome) in enumerate(zip(group, outcomes)):
+                if outcome["result"] == ingest.CONFLICT:
+                    item.fail(409, "version_conflict_engine_exception",
+                              f"[{item.doc_id}]: version conflict, document already exists (current version [{outcome['version']}])",
+                              index=index_set.name)
+                    continue
+                created = outcome["result"] == ingest.CREATED
+                item.result = {"_index": index_set.name, "_id": item.doc_id or f"{accepted['batch']}-{seq}",
+                               "_version": outcome["version"], "result": outcome["result"],
+                               "_shards": {"total": 1, "successful": 1, "failed": 0},
+                               "_seq_no": seq, "_primary_term": 1, "status": 201 if created else 200}
     return {"took": int((time.monotonic() - started) * 1000), "errors": any(item.failed for item in items),
             "items": [{item.action: item.result} for item in items]}

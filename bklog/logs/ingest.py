@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from datetime import datetime
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from bklog.logs import values
-from bklog.logs.models import IndexSet, IngestBatch
+from bklog.logs.models import DocumentId, IndexSet, IngestBatch
 from bklog.logs.parsing import LineError, parse_line
 from bklog.logs.store import line_store
 
@@ -83,34 +84,101 @@ def parse_batch(index_set: IndexSet, lines: list, received_at: datetime) -> list
     return parsed
 
 
-def accept(index_set: IndexSet, lines: list) -> dict:
-    """Validate and store a batch. Inline mode indexes it now; async mode queues it on `pipeline`."""
+CREATED, UPDATED, CONFLICT = "created", "updated", "conflict"
+CLAIM_ATTEMPTS = 3  # two requests claiming the same new id at once: the loser claims again
+
+
+def accept(index_set: IndexSet, lines: list, doc_ops: list[tuple[str, str | None]] | None = None) -> dict:
+    """Validate and store a batch. Inline mode indexes it now; async mode queues it on `pipeline`.
+
+    doc_ops (the `_bulk` items'): per line its action, `create` or `index`, and its document id or
+    None. As in the engines, an id is unique per index set: a `create` of an id already taken is
+    refused (that line is not stored), an `index` of one replaces its line. The answer's `items`
+    say, per line, CREATED, UPDATED or CONFLICT and the id's version."""
     received_at = timezone.now()
     parsed = parse_batch(index_set, lines, received_at)
+    if not doc_ops or all(doc_id is None for _, doc_id in doc_ops):
+        return _store(index_set, lines, parsed, received_at, None)
+    for attempt in range(CLAIM_ATTEMPTS):
+        try:
+            with transaction.atomic():
+                return _store(index_set, lines, parsed, received_at, doc_ops)
+        except IntegrityError:  # another request took one of the new ids first
+            if attempt == CLAIM_ATTEMPTS - 1:
+                raise BatchRejected(503, "document ids are being written concurrently; nothing was stored, retry") from None
+    raise AssertionError("unreachable")
+
+
+def _claim(index_set: IndexSet, parsed: list[tuple], doc_ops: list, batch_id) -> tuple[list[int], list[dict], list]:
+    """Decide, in order, what each line does to its id (a `create` after an `index` of the same id
+    in one request conflicts, as in the engines). Returns the positions of the lines to store,
+    each line's outcome, and the DocumentId rows to write (new ones without a primary key)."""
+    wanted = sorted({doc_id for _, doc_id in doc_ops if doc_id is not None})
+    rows = {}
+    for start in range(0, len(wanted), 500):  # SQLite binds a bounded number of parameters
+        chunk = wanted[start:start + 500]
+        rows.update({row.doc_id: row for row in DocumentId.objects.select_for_update()
+                     .filter(index_set=index_set, doc_id__in=chunk)})
+    kept, outcomes, touched = [], [], {}
+    for position, (action, doc_id) in enumerate(doc_ops):
+        if doc_id is None:
+            outcomes.append({"result": CREATED, "version": 1})
+        else:
+            row = touched.get(doc_id) or rows.get(doc_id)
+            if row is not None and action == "create":
+                outcomes.append({"result": CONFLICT, "version": row.version})
+                continue
+            if row is None:
+                row = DocumentId(index_set=index_set, doc_id=doc_id, version=0)
+            row.version += 1
+            row.batch_id, row.seq, row.timestamp = batch_id, len(kept), parsed[position][0]
+            touched[doc_id] = row
+            outcomes.append({"result": CREATED if row.version == 1 else UPDATED, "version": row.version})
+        kept.append(position)
+    return kept, outcomes, list(touched.values())
+
+
+def _store(index_set, lines, parsed, received_at, doc_ops) -> dict:
+    batch_id = uuid.uuid4()
+    if doc_ops is None:
+        kept, outcomes, rows = list(range(len(lines))), None, []
+    else:
+        kept, outcomes, rows = _claim(index_set, parsed, doc_ops, batch_id)
+        DocumentId.objects.bulk_update([row for row in rows if row.pk], ["batch_id", "seq", "version", "timestamp"],
+                                       batch_size=500)
+        DocumentId.objects.bulk_create([row for row in rows if not row.pk], batch_size=500)  # IntegrityError on a race
+    answer = {"accepted": len(kept), "index_set": index_set.name, "batch": str(batch_id),
+              "indexed": not settings.BKLOG_PIPELINE_ASYNC}
+    if outcomes is not None:
+        answer["items"] = outcomes
+    if not kept:  # every line a `create` of a taken id
+        return answer
+    lines, parsed = [lines[p] for p in kept], [parsed[p] for p in kept]
+    doc_ids = None if doc_ops is None else [doc_ops[p][1] for p in kept]
     store = line_store()
     first_line_id = store.reserve_ids(len(parsed))
     if not settings.BKLOG_PIPELINE_ASYNC:
         with transaction.atomic():
-            batch = IngestBatch.objects.create(index_set=index_set, received_at=received_at, lines=[],
+            batch = IngestBatch.objects.create(id=batch_id, index_set=index_set, received_at=received_at, lines=[],
                                                line_count=len(parsed), status=IngestBatch.INDEXED,
-                                               indexed_at=received_at, first_line_id=first_line_id)
+                                               indexed_at=received_at, first_line_id=first_line_id, doc_ids=doc_ids)
             # A store outside the database undoes a partial write itself before it raises.
-            store.insert(index_set, parsed, batch=batch, first_id=first_line_id)
-        return {"accepted": len(parsed), "index_set": index_set.name, "batch": str(batch.id), "indexed": True}
+            store.insert(index_set, parsed, batch=batch, first_id=first_line_id, doc_ids=doc_ids)
+        return answer
 
     from bklog.logs.tasks import index_batch
 
     # Queue inside the transaction: if the broker refuses, the batch is rolled back and the client
     # gets a 503 with nothing stored; the task waits for the commit if it runs first.
     with transaction.atomic():
-        batch = IngestBatch.objects.create(index_set=index_set, received_at=received_at, lines=lines,
-                                           line_count=len(parsed), first_line_id=first_line_id)
+        batch = IngestBatch.objects.create(id=batch_id, index_set=index_set, received_at=received_at, lines=lines,
+                                           line_count=len(parsed), first_line_id=first_line_id, doc_ids=doc_ids)
         try:
             index_batch.apply_async(args=[str(batch.id)], countdown=0)
         except Exception as exc:  # kombu raises OperationalError and friends
             log.error("broker refused batch for %s: %s", index_set.name, exc)
             raise BatchRejected(503, f"the task broker is unavailable ({exc.__class__.__name__}); nothing was stored, retry later") from None
-    return {"accepted": len(parsed), "index_set": index_set.name, "batch": str(batch.id), "indexed": False}
+    return answer
 
 
 def index_pending_batch(batch_id: str) -> str:
@@ -129,7 +197,7 @@ def index_pending_batch(batch_id: str) -> str:
         parsed = parse_batch(index_set, batch.lines, batch.received_at)
         # With the opensearch store, a failure after some documents were written leaves them under
         # the batch's reserved ids: the retry overwrites the same documents.
-        line_store().insert(index_set, parsed, batch=batch, first_id=batch.first_line_id)
+        line_store().insert(index_set, parsed, batch=batch, first_id=batch.first_line_id, doc_ids=batch.doc_ids)
         batch.status = IngestBatch.INDEXED
         batch.lines = []
         batch.indexed_at = timezone.now()

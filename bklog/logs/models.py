@@ -80,6 +80,29 @@ class IngestBatch(models.Model):
     # Stores that need ids given (opensearch): the first of this batch's line ids, reserved when
     # it was accepted, so that indexing it again writes the same documents, never new ones.
     first_line_id = models.BigIntegerField(null=True, blank=True)
+    # The `_bulk` items' document ids, one per line (None where the item gave none), or None for a
+    # batch without any: indexing stores a line only while it is its id's current version.
+    doc_ids = models.JSONField(null=True, blank=True, default=None)
+
+
+MAX_DOC_ID_BYTES = 512  # Elasticsearch's limit on an `_id`
+
+
+class DocumentId(models.Model):
+    """A `_bulk` document id, unique per index set as in the engines: which accepted line is its
+    current version (the batch and the line's place in it), claimed when the line is accepted so
+    that a `create` of an id already taken is refused at once, and an `index` replaces it."""
+
+    index_set = models.ForeignKey(IndexSet, on_delete=models.CASCADE, related_name="+")
+    doc_id = models.CharField(max_length=MAX_DOC_ID_BYTES)
+    batch_id = models.UUIDField()
+    seq = models.PositiveIntegerField()
+    version = models.PositiveBigIntegerField(default=1)
+    timestamp = models.DateTimeField()  # the current version's line time: retention frees the id with it
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["index_set", "doc_id"], name="documentid_unique")]
+        indexes = [models.Index(fields=["index_set", "timestamp"], name="documentid_set_time")]
 
 
 class LineIdBlock(models.Model):
@@ -98,9 +121,13 @@ class LogLine(models.Model):
     message = models.TextField()
     fields = models.JSONField(default=dict, blank=True)
     batch = models.ForeignKey(IngestBatch, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    doc_id = models.CharField(max_length=MAX_DOC_ID_BYTES, null=True, blank=True)  # a `_bulk` item's `_id`
 
     class Meta:
-        indexes = [models.Index(fields=["index_set", "-timestamp", "-id"], name="logline_set_time")]
+        indexes = [
+            models.Index(fields=["index_set", "-timestamp", "-id"], name="logline_set_time"),
+            models.Index(fields=["index_set", "doc_id"], name="logline_set_doc_id", condition=models.Q(doc_id__isnull=False)),
+        ]
 
     def as_hit(self) -> dict:
         return line_hit(self)

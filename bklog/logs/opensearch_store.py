@@ -34,7 +34,7 @@ from opensearchpy.exceptions import NotFoundError, TransportError
 
 from bklog.logs import query as querylang
 from bklog.logs.models import LineIdBlock
-from bklog.logs.store import Line, StoreUnavailable, from_us, to_us
+from bklog.logs.store import Line, StoreUnavailable, current_versions, from_us, to_us
 
 log = logging.getLogger(__name__)
 PAGE = 1000
@@ -161,6 +161,7 @@ class OpenSearchStore:
                         "fields": {"type": "object", "enabled": False},
                         "field_kv": {"type": "keyword", "ignore_above": 8000},
                         "batch": {"type": "keyword"},
+                        "doc_id": {"type": "keyword"},
                     },
                 },
             },
@@ -170,6 +171,9 @@ class OpenSearchStore:
         """Put the index template (idempotent): before the first write of each process."""
         if not self._template_ok:
             self.client.indices.put_index_template(name=f"{self.prefix}-lines", body=self.template())
+            # Daily indices made from an older template (strict mappings) learn the fields added since.
+            self.client.indices.put_mapping(index=f"{self.prefix}-*", body={"properties": {"doc_id": {"type": "keyword"}}},
+                                            params={"ignore_unavailable": "true", "allow_no_indices": "true"})
             self._template_ok = True
 
     # --- writing ---------------------------------------------------------------------------
@@ -180,19 +184,24 @@ class OpenSearchStore:
         with transaction.atomic():
             return LineIdBlock.objects.create().id * BLOCK
 
-    def insert(self, index_set, parsed, batch=None, first_id=None) -> None:
+    def insert(self, index_set, parsed, batch=None, first_id=None, doc_ids=None) -> None:
         if first_id is None:
             first_id = self.reserve_ids(len(parsed))
         self.ensure_template()
-        actions, now = [], datetime.now(timezone.utc)
+        keep = current_versions(index_set, batch, doc_ids) if doc_ids else [True] * len(parsed)
+        actions, now, replaced = [], datetime.now(timezone.utc), {}
         for offset, (ts, message, fields) in enumerate(parsed):
+            if not keep[offset]:
+                continue
             line_id = first_id + offset
-            actions.append({
-                "_op_type": "index", "_index": self.write_index(index_set, ts, now), "_id": str(line_id),
-                "_source": {"line_id": line_id, "ts_us": to_us(ts), "@timestamp": ts.isoformat(),
-                            "message": message, "fields": fields, "field_kv": field_terms(fields),
-                            "batch": str(batch.id) if batch else ""},
-            })
+            source = {"line_id": line_id, "ts_us": to_us(ts), "@timestamp": ts.isoformat(),
+                      "message": message, "fields": fields, "field_kv": field_terms(fields),
+                      "batch": str(batch.id) if batch else ""}
+            if doc_ids and doc_ids[offset] is not None:
+                source["doc_id"] = doc_ids[offset]
+                replaced[doc_ids[offset]] = line_id
+            actions.append({"_op_type": "index", "_index": self.write_index(index_set, ts, now), "_id": str(line_id),
+                            "_source": source})
         try:
             _, errors = helpers.bulk(self.client, actions, refresh=self.refresh, raise_on_error=False,
                                      raise_on_exception=True, max_retries=3, initial_backoff=1, chunk_size=2000)
@@ -204,6 +213,13 @@ class OpenSearchStore:
             first = next(iter(errors[0].values()))
             raise IndexingError(f"{len(errors)} of {len(actions)} lines refused by OpenSearch "
                                 f"(first: {first.get('status')} {first.get('error')})")
+        if replaced:  # each id's line before (in any daily index) goes once the new one is written
+            ids = sorted(replaced)
+            for start in range(0, len(ids), 1000):
+                chunk = ids[start:start + 1000]
+                self._delete_matching(self.pattern(index_set.name), {"bool": {
+                    "filter": [{"terms": {"doc_id": chunk}}],
+                    "must_not": [{"ids": {"values": [str(replaced[doc_id]) for doc_id in chunk]}}]}})
 
     def _undo(self, index_set: str, first_id: int, count: int) -> None:
         """Remove what a failed bulk wrote (best effort): a refused batch is not half-searchable.

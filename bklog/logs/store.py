@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
-from bklog.logs.models import IndexSet, IngestBatch, LogLine
+from bklog.logs.models import DocumentId, IndexSet, IngestBatch, LogLine
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 RETENTION_CHUNK = 5000
@@ -61,8 +61,10 @@ class LineStore(Protocol):
         retried indexing writes the same ids (None: the store numbers lines itself)."""
 
     def insert(self, index_set: IndexSet, parsed: list[tuple], batch: IngestBatch | None = None,
-               first_id: int | None = None) -> None:
-        """Store (timestamp, message, fields) lines, all or none; idempotent for the same ids."""
+               first_id: int | None = None, doc_ids: list | None = None) -> None:
+        """Store (timestamp, message, fields) lines, all or none; idempotent for the same ids.
+        doc_ids (the batch's): a line with an id is stored only while it is that id's current
+        version (current_versions), and replaces the id's line stored before."""
 
     def count(self, index_set: IndexSet) -> int: ...
 
@@ -82,6 +84,19 @@ class LineStore(Protocol):
         """For /readyz: raises naming what is wrong."""
 
 
+def current_versions(index_set: IndexSet, batch: IngestBatch | None, doc_ids: list | None) -> list[bool]:
+    """Per line of a batch: whether to store it. A line without an id, yes; one with an id only
+    while the id's DocumentId still names this batch and place (a later `index` of the id, in this
+    batch or one accepted after it, supersedes it, whichever is indexed first)."""
+    wanted = sorted({doc_id for doc_id in doc_ids if doc_id is not None})
+    current = {}
+    for start in range(0, len(wanted), 500):
+        current.update({doc_id: (str(batch_id), seq) for doc_id, batch_id, seq in DocumentId.objects.filter(
+            index_set=index_set, doc_id__in=wanted[start:start + 500]).values_list("doc_id", "batch_id", "seq")})
+    batch_id = str(batch.id) if batch else None
+    return [doc_id is None or current.get(doc_id) == (batch_id, seq) for seq, doc_id in enumerate(doc_ids)]
+
+
 class DatabaseStore:
     """LogLine rows; the full-text index is the database's own (migration 0002)."""
 
@@ -90,11 +105,21 @@ class DatabaseStore:
     def reserve_ids(self, count: int) -> None:
         return None
 
-    def insert(self, index_set, parsed, batch=None, first_id=None) -> None:
-        LogLine.objects.bulk_create(
-            [LogLine(index_set=index_set, timestamp=ts, message=msg, fields=fields, batch=batch) for ts, msg, fields in parsed],
-            batch_size=500,
-        )
+    def insert(self, index_set, parsed, batch=None, first_id=None, doc_ids=None) -> None:
+        if not doc_ids:
+            LogLine.objects.bulk_create(
+                [LogLine(index_set=index_set, timestamp=ts, message=msg, fields=fields, batch=batch) for ts, msg, fields in parsed],
+                batch_size=500,
+            )
+            return
+        keep = current_versions(index_set, batch, doc_ids)
+        rows = [LogLine(index_set=index_set, timestamp=ts, message=msg, fields=fields, batch=batch, doc_id=doc_id)
+                for (ts, msg, fields), doc_id, kept in zip(parsed, doc_ids, keep) if kept]
+        replaced = sorted({row.doc_id for row in rows if row.doc_id is not None})
+        with transaction.atomic():  # the id's line before is gone when the new one is there
+            for start in range(0, len(replaced), 500):
+                LogLine.objects.filter(index_set=index_set, doc_id__in=replaced[start:start + 500]).delete()
+            LogLine.objects.bulk_create(rows, batch_size=500)
 
     def count(self, index_set) -> int:
         return LogLine.objects.filter(index_set=index_set).count()

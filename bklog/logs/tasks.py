@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from bklog.celery_app import app
 from bklog.logs import exports, ingest
-from bklog.logs.models import ExportJob, IndexSet, IngestBatch, LineIdBlock
+from bklog.logs.models import DocumentId, ExportJob, IndexSet, IngestBatch, LineIdBlock
 from bklog.logs.store import line_store
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,8 @@ def apply_retention() -> dict:
         cutoff = now - timedelta(days=index_set.retention_days)
         total = store.delete_older_than(index_set, cutoff)
         IngestBatch.objects.filter(index_set=index_set, status=IngestBatch.INDEXED, received_at__lt=cutoff).delete()
+        # A document id whose line is gone is free again (an engine forgets it with the index).
+        DocumentId.objects.filter(index_set=index_set, timestamp__lt=cutoff).delete()
         deleted[index_set.name] = total
     # Reserved line-id blocks are only a counter: keep the newest (the autoincrement never reuses).
     newest = LineIdBlock.objects.order_by("-id").values_list("id", flat=True).first()

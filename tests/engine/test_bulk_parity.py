@@ -1,8 +1,8 @@
 """The bulk endpoint against a real OpenSearch 2.19 (tests/opensearch.py): the same batches get
 the same answer shape, the same per-item statuses and error types, and the same `errors` flag.
 Where BK LOG differs on purpose it is said below and not compared: an index set is never created by
-a shipper (OpenSearch creates a missing index), lines are append-only (no delete/update), and
-`_id`s are not kept (a `create` repeating one is not refused)."""
+a shipper (OpenSearch creates a missing index) and lines are append-only (no delete/update).
+`_id`s are kept as the engine keeps them: the same results and versions, request after request."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import json
 import shutil
 import sys
 import tempfile
+import uuid
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -112,3 +113,61 @@ def test_same_request_errors(engine, bklog, name):
     engine_status, engine_answer = post(f"{engine}{url_index}/_bulk" if url_index else f"{engine}/_bulk", REQUEST_ERRORS[name])
     status, answer = post(f"{bklog[0]}/_bulk" if not url_index else f"{bklog[0]}/app/_bulk", REQUEST_ERRORS[name], bklog[1])
     assert (status, shape(answer)) == (engine_status, shape(engine_answer))
+
+
+def id_shape(answer: dict) -> dict:
+    """shape(), plus what an id's item says: its result and version."""
+    if "items" not in answer:
+        return shape(answer)
+    return {"errors": answer["errors"], "items": [
+        (action, result["status"], result.get("error", {}).get("type"), result.get("result"), result.get("_version"))
+        for item in answer["items"] for action, result in item.items()]}
+
+
+def test_same_document_id_results_request_after_request(engine, bklog):
+    """A shipper resending a batch, and ids reused inside one: conflicts, replacements and
+    versions as the engine answers them."""
+    run = uuid.uuid4().hex[:8]  # ids of this test only: both sides keep them across tests
+    a, b, c = f"{run}-a", f"{run}-b", f"{run}-c"
+    requests = [
+        [({"create": {"_index": "app", "_id": a}}, {"message": "first a"}),
+         ({"index": {"_index": "app", "_id": b}}, {"message": "first b"}),
+         ({"create": {"_index": "app", "_id": a}}, {"message": "a again in the same request"}),
+         ({"index": {"_index": "app", "_id": b}}, {"message": "b again in the same request"}),
+         ({"index": {"_index": "app"}}, {"message": "no id"})],
+        # The same batch resent (a shipper whose request timed out).
+        [({"create": {"_index": "app", "_id": a}}, {"message": "first a"}),
+         ({"index": {"_index": "app", "_id": b}}, {"message": "first b"})],
+        [({"index": {"_index": "app", "_id": a}}, {"message": "a replaced"}),
+         ({"create": {"_index": "app", "_id": c}}, {"message": "c"}),
+         ({"index": {"_index": "app", "_id": c}}, {"message": "c replaced"}),
+         ({"create": {"_index": "app", "_id": c}}, {"message": "c conflicts"})],
+    ]
+    for number, batch in enumerate(requests):
+        body = body_of(batch)
+        engine_status, engine_answer = post(f"{engine}/app/_bulk", body)
+        status, answer = post(f"{bklog[0]}/app/_bulk", body, bklog[1])
+        assert (status, id_shape(answer)) == (engine_status, id_shape(engine_answer)), number
+
+
+def test_same_answer_to_an_empty_id(engine, bklog):
+    body = body_of([({"index": {"_index": "app", "_id": ""}}, {"message": "refused id"}),
+                    ({"index": {"_index": "app"}}, {"message": "fine"})])
+    engine_status, engine_answer = post(f"{engine}/app/_bulk", body)
+    status, answer = post(f"{bklog[0]}/app/_bulk", body, bklog[1])
+    assert (status, shape(answer)) == (engine_status, shape(engine_answer))
+
+
+def test_an_id_too_long_fails_its_item_only_where_the_engine_fails_the_request(engine, bklog):
+    """Different on purpose: the engine answers 400 to the whole request, which a shipper retries
+    or drops whole; here that item is a 400 with the engine's message and the good line is kept."""
+    body = body_of([({"index": {"_index": "app", "_id": "x" * 513}}, {"message": "refused id"}),
+                    ({"index": {"_index": "app"}}, {"message": "fine"})])
+    engine_status, engine_answer = post(f"{engine}/app/_bulk", body)
+    status, answer = post(f"{bklog[0]}/app/_bulk", body, bklog[1])
+    assert (engine_status, engine_answer["error"]["type"]) == (400, "action_request_validation_exception")
+    assert shape(answer) == {"errors": True, "items": [("index", 400, "action_request_validation_exception", True),
+                                                       ("index", 201, None, True)]}
+    # The engine's reason quotes the whole id; ours its first 100 characters (an answer of bounded size).
+    tail = engine_answer["error"]["reason"].split("]", 1)[1]
+    assert answer["items"][0]["index"]["error"]["reason"].endswith(tail)

@@ -172,3 +172,117 @@ def test_a_shippers_default_index_name_goes_to_the_tokens_index_set(client, app,
     items = [next(iter(item.values())) for item in r.json()["items"]]
     assert [(i["status"], i["_index"]) for i in items] == [(201, "app"), (201, "app"), (403, "other")]
     assert sorted(line.message for line in StoredLines().all(index_set)) == ["from filebeat", "from logstash"]
+
+
+# --- `_id`: unique per index set, as in the engines ---------------------------------------------
+
+def _items(answer: dict) -> list[tuple]:
+    return [(action, item["status"], item.get("result") or item["error"]["type"], item.get("_version"))
+            for entry in answer["items"] for action, item in entry.items()]
+
+
+def test_create_of_a_taken_id_is_a_409_item_and_stores_nothing(client, app):
+    index_set, token = app
+    first = bulk(client, ndjson({"create": {"_id": "a"}}, {"message": "first a"}), token, path="/app/_bulk").json()
+    again = bulk(client, ndjson({"create": {"_id": "a"}}, {"message": "second a"},
+                                {"create": {"_id": "b"}}, {"message": "first b"}), token, path="/app/_bulk").json()
+    assert _items(first) == [("create", 201, "created", 1)]
+    assert _items(again) == [("create", 409, "version_conflict_engine_exception", None), ("create", 201, "created", 1)]
+    assert again["errors"] is True
+    conflict = again["items"][0]["create"]
+    assert conflict["_id"] == "a" and conflict["error"]["reason"] == \
+        "[a]: version conflict, document already exists (current version [1])"
+    assert sorted(line.message for line in StoredLines().all(index_set)) == ["first a", "first b"]
+
+
+def test_index_of_a_taken_id_replaces_its_line(client, app, admin_token):
+    index_set, token = app
+    first = bulk(client, ndjson({"index": {"_id": "a"}}, {"message": "alpha version one", "n": 1}), token, path="/app/_bulk").json()
+    second = bulk(client, ndjson({"index": {"_id": "a"}}, {"message": "alpha version two", "n": 2}), token, path="/app/_bulk").json()
+    assert _items(first) == [("index", 201, "created", 1)]
+    assert _items(second) == [("index", 200, "updated", 2)]
+    assert [(line.message, line.fields) for line in StoredLines().all(index_set)] == [("alpha version two", {"n": 2})]
+    # The full-text index forgot the line replaced.
+    found = lambda q: [hit["message"] for hit in client.get(  # noqa: E731
+        "/api/v1/index_sets/app/search", {"q": q}, HTTP_AUTHORIZATION=f"Bearer {admin_token}").json()["hits"]]
+    assert found("one") == [] and found("alpha") == ["alpha version two"]
+    # ... and a create of it after the index still conflicts, naming the current version
+    third = bulk(client, ndjson({"create": {"_id": "a"}}, {"message": "a v3"}), token, path="/app/_bulk").json()
+    assert _items(third) == [("create", 409, "version_conflict_engine_exception", None)]
+    assert "current version [2]" in third["items"][0]["create"]["error"]["reason"]
+
+
+def test_ids_repeated_inside_one_request_behave_as_in_sequence(client, app):
+    """The engines apply a request's items in order: index, index again (updated), create (409)."""
+    index_set, token = app
+    answer = bulk(client, ndjson({"index": {"_id": "x"}}, {"message": "x1"}, {"index": {"_id": "x"}}, {"message": "x2"},
+                                 {"create": {"_id": "x"}}, {"message": "x3"}, {"create": {"_id": "y"}}, {"message": "y1"},
+                                 {"create": {"_id": "y"}}, {"message": "y2"}), token, path="/app/_bulk").json()
+    assert _items(answer) == [("index", 201, "created", 1), ("index", 200, "updated", 2),
+                              ("create", 409, "version_conflict_engine_exception", None), ("create", 201, "created", 1),
+                              ("create", 409, "version_conflict_engine_exception", None)]
+    assert sorted(line.message for line in StoredLines().all(index_set)) == ["x2", "y1"]
+
+
+def test_a_retried_batch_with_ids_never_duplicates(client, app):
+    """A shipper resending a batch whose answer it lost (ids set to make that safe)."""
+    index_set, token = app
+    batch = ndjson(*[doc for i in range(20) for doc in ({"create": {"_id": f"r{i}"}}, {"message": f"line {i}"})])
+    for _ in range(3):
+        bulk(client, batch, token, path="/app/_bulk")
+    assert StoredLines().count(index_set) == 20
+
+
+def test_ids_are_per_index_set_and_lines_without_ids_are_unaffected(client, app, make_index_set):
+    index_set, token = app
+    other, other_token = make_index_set("other")
+    for tok, path in ((token, "/app/_bulk"), (other_token, "/other/_bulk")):
+        answer = bulk(client, ndjson({"create": {"_id": "same"}}, {"message": "m"}, {"index": {}}, {"message": "no id"},
+                                     {"index": {}}, {"message": "no id"}), tok, path=path).json()
+        assert _items(answer)[0] == ("create", 201, "created", 1)
+    assert StoredLines().count(index_set) == 3 and StoredLines().count(other) == 3
+
+
+@pytest.mark.parametrize("doc_id, reason", [
+    ("", "if _id is specified it must not be empty"),
+    ("é" * 257, "is too long, must be no longer than 512 bytes but was: 514"),
+])
+def test_bad_ids_are_400_items(client, app, doc_id, reason):
+    index_set, token = app
+    answer = bulk(client, ndjson({"index": {"_id": doc_id}}, {"message": "bad id"}, {"index": {"_id": "ok"}}, {"message": "ok"}),
+                  token, path="/app/_bulk").json()
+    bad = answer["items"][0]["index"]
+    assert bad["status"] == 400 and reason in bad["error"]["reason"], bad
+    assert [line.message for line in StoredLines().all(index_set)] == ["ok"]
+
+
+def test_retention_frees_an_id_with_its_line(client, app):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from bklog.logs.tasks import apply_retention
+
+    index_set, token = app
+    old = (timezone.now() - timedelta(days=index_set.retention_days + 1)).isoformat()
+    bulk(client, ndjson({"create": {"_id": "old"}}, {"message": "old", "@timestamp": old}), token, path="/app/_bulk")
+    apply_retention()
+    answer = bulk(client, ndjson({"create": {"_id": "old"}}, {"message": "new"}), token, path="/app/_bulk").json()
+    assert _items(answer) == [("create", 201, "created", 1)]
+    assert [line.message for line in StoredLines().all(index_set)] == ["new"]
+
+
+def test_the_pipeline_stores_only_an_ids_current_version_whatever_order_it_indexes(settings, monkeypatch, app):
+    """Two batches replacing the same id, indexed newest first (a worker's task redelivered late):
+    the older line is never stored over the newer, nor beside it."""
+    from bklog.logs import ingest, tasks
+
+    index_set, _ = app
+    settings.BKLOG_PIPELINE_ASYNC = True
+    monkeypatch.setattr(tasks.index_batch, "apply_async", lambda *args, **kwargs: None)
+    older = ingest.accept(index_set, [{"message": "v1"}, {"message": "kept"}], doc_ops=[("index", "k"), ("index", None)])
+    newer = ingest.accept(index_set, [{"message": "v2"}], doc_ops=[("index", "k")])
+    assert [i["result"] for i in older["items"]] == ["created", "created"] and newer["items"][0]["result"] == "updated"
+    assert ingest.index_pending_batch(newer["batch"]) == "indexed"
+    assert ingest.index_pending_batch(older["batch"]) == "indexed"
+    assert sorted(line.message for line in StoredLines().all(index_set)) == ["kept", "v2"]
