@@ -140,7 +140,7 @@ def check_item(item: Item, index_set: IndexSet, received_at) -> None:
         item.fail(400, "mapper_parsing_exception", "failed to parse: the document must be a JSON object")
         return
     try:
-        parse_line(index_set.parse, index_set.parse_pattern, document, received_at)
+        parse_line(index_set.parse, index_set.parse_pattern, document, received_at, index_set.message_field)
     except LineError as exc:
         item.fail(400, "mapper_parsing_exception", f"failed to parse: {exc}")
         return

@@ -74,7 +74,7 @@ def parse_batch(index_set: IndexSet, lines: list, received_at: datetime) -> list
     parsed, errors = [], []
     for number, raw in enumerate(lines, start=1):
         try:
-            parsed.append(parse_line(index_set.parse, index_set.parse_pattern, raw, received_at))
+            parsed.append(parse_line(index_set.parse, index_set.parse_pattern, raw, received_at, index_set.message_field))
         except LineError as exc:
             errors.append({"line": number, "error": str(exc)})
     if errors:

@@ -11,6 +11,9 @@ from django.db import models
 # What an index set may be called: also an Elasticsearch-compatible index name (no dot, no
 # upper case, not starting with '_' or '-'), so shippers can name it in `_bulk`.
 INDEX_SET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
+MAX_FIELD_NAME_CHARS = 200
+# A field name as shippers write them (`log`, `event.original`, `@message`): dots nest.
+FIELD_NAME = re.compile(r"^[A-Za-z0-9_@][A-Za-z0-9_@-]*(?:\.[A-Za-z0-9_@][A-Za-z0-9_@-]*)*$")
 
 
 def new_token(prefix: str) -> str:
@@ -30,6 +33,9 @@ class IndexSet(models.Model):
     parse = models.CharField(max_length=10, choices=PARSE_CHOICES, default=PARSE_PLAIN)
     parse_pattern = models.TextField(blank=True, default="")
     retention_days = models.PositiveIntegerField(default=7)
+    # The field of a structured line that holds the message (a dotted name for a nested one), tried
+    # before the shippers' usual keys (parsing.MESSAGE_KEYS); empty: those keys only.
+    message_field = models.CharField(max_length=MAX_FIELD_NAME_CHARS, blank=True, default="", db_default="")
     ingest_token_hash = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -48,6 +54,7 @@ class IndexSet(models.Model):
             "name": self.name,
             "parse": self.parse_rule,
             "retention_days": self.retention_days,
+            "message_field": self.message_field or None,
             "created_at": self.created_at.isoformat(),
         }
 

@@ -101,7 +101,7 @@ def parse_timestamp(value, default: datetime) -> datetime:
     raise LineError(f"timestamp {str(value)[:100]!r} is not ISO 8601 or epoch seconds")
 
 
-def _from_object(obj: dict, default_ts: datetime) -> tuple[datetime, str, dict]:
+def _from_object(obj: dict, default_ts: datetime, message_field: str = "") -> tuple[datetime, str, dict]:
     try:
         values.check(obj, "the line")
     except values.BadValue as exc:
@@ -112,10 +112,16 @@ def _from_object(obj: dict, default_ts: datetime) -> tuple[datetime, str, dict]:
         if key in fields:
             ts_value = fields.pop(key)
             break
-    # A text value first: Filebeat's `log` is an object (the file and offset) beside `message`.
-    present = [key for key in MESSAGE_KEYS if key in fields]
-    key = next((k for k in present if isinstance(fields[k], str)), present[0] if present else None)
-    message = fields.pop(key) if key is not None else None
+    message = None
+    if message_field:  # the index set's own message field, a dotted name for a nested one
+        flat = flatten(fields)
+        if message_field in flat:
+            message, fields = flat.pop(message_field), flat
+    if message is None:
+        # A text value first: Filebeat's `log` is an object (the file and offset) beside `message`.
+        present = [key for key in MESSAGE_KEYS if key in fields]
+        key = next((k for k in present if isinstance(fields[k], str)), present[0] if present else None)
+        message = fields.pop(key) if key is not None else None
     fields = flatten(fields)
     if message is None:
         message = json.dumps(fields, sort_keys=True, ensure_ascii=False)
@@ -139,10 +145,11 @@ def flatten(fields: dict, prefix: str = "") -> dict:
     return flat
 
 
-def parse_line(kind: str, pattern: str, raw, default_ts: datetime) -> tuple[datetime, str, dict]:
-    """One raw line (a string, or an object already structured) -> (timestamp, message, fields)."""
+def parse_line(kind: str, pattern: str, raw, default_ts: datetime, message_field: str = "") -> tuple[datetime, str, dict]:
+    """One raw line (a string, or an object already structured) -> (timestamp, message, fields).
+    message_field: an object's field holding the message, tried before MESSAGE_KEYS."""
     if isinstance(raw, dict):
-        return _from_object(raw, default_ts)
+        return _from_object(raw, default_ts, message_field)
     if not isinstance(raw, str):
         raise LineError(f"a line must be a string or an object, not {type(raw).__name__}")
     if not raw.strip():
@@ -162,7 +169,7 @@ def parse_line(kind: str, pattern: str, raw, default_ts: datetime) -> tuple[date
             raise LineError(str(exc)) from None
         if not isinstance(obj, dict):
             raise LineError("JSON line must be an object")
-        return _from_object(obj, default_ts)
+        return _from_object(obj, default_ts, message_field)
     match = compiled_rule(pattern).search(raw)
     if match is None:
         raise LineError("does not match the index set's regex")

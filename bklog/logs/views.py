@@ -17,7 +17,16 @@ from django.views.decorators.csrf import csrf_exempt
 from bklog.logs import auth, bodies, exports, ingest, values
 from bklog.logs.deadline import DeadlineExceeded, database_deadline
 from bklog.logs.errors import allow, error
-from bklog.logs.models import INDEX_SET_NAME, ApiToken, ExportJob, IndexSet, hash_token, new_token
+from bklog.logs.models import (
+    FIELD_NAME,
+    INDEX_SET_NAME,
+    MAX_FIELD_NAME_CHARS,
+    ApiToken,
+    ExportJob,
+    IndexSet,
+    hash_token,
+    new_token,
+)
 from bklog.logs.parsing import validate_parse_rule
 from bklog.logs.search import SearchError, SearchRequest, check_param, parse_time, validate
 from bklog.logs.store import StoreUnavailable, line_store
@@ -103,7 +112,8 @@ def api_view(admin: bool = False, with_index_set: bool = False):
     return decorate
 
 
-def create_index_set(name: str, parse: str = "plain", retention_days=7, token: str | None = None) -> tuple[IndexSet, str]:
+def create_index_set(name: str, parse: str = "plain", retention_days=7, token: str | None = None,
+                     message_field="") -> tuple[IndexSet, str]:
     """Shared by the API and `bklog create_index_set`. ValueError names what is wrong. `token`:
     the ingest token to use (a playbook's, from its vault) instead of a new one."""
     if not isinstance(name, str) or not INDEX_SET_NAME.match(name):
@@ -113,16 +123,26 @@ def create_index_set(name: str, parse: str = "plain", retention_days=7, token: s
     kind, pattern = validate_parse_rule(parse)
     if isinstance(retention_days, bool) or not isinstance(retention_days, int) or not 1 <= retention_days <= 3650:
         raise ValueError(f"retention_days {retention_days!r} must be an integer from 1 to 3650")
+    if not isinstance(message_field, str) or len(message_field) > MAX_FIELD_NAME_CHARS or (
+            message_field and not FIELD_NAME.match(message_field)):
+        raise ValueError(f"message_field {str(message_field)[:100]!r} must be a field name of at most {MAX_FIELD_NAME_CHARS} "
+                         "letters, digits, '_', '@' and '-', dots between nested names (or empty)")
     if token is not None and (len(token) < 20 or not token.isprintable() or not token.isascii() or " " in token):
         raise ValueError("an ingest token must be 20 or more printable ASCII characters, without spaces")
     token = token or new_token("ingest")
     try:
         with transaction.atomic():
             index_set = IndexSet.objects.create(name=name, parse=kind, parse_pattern=pattern,
-                                                retention_days=retention_days, ingest_token_hash=hash_token(token))
+                                                retention_days=retention_days, message_field=message_field,
+                                                ingest_token_hash=hash_token(token))
     except IntegrityError:
         raise AlreadyExists(f"index set {name!r} already exists") from None
     return index_set, token
+
+
+def _or_empty(value):
+    """An optional JSON field: null or absent is empty; anything else is checked as given."""
+    return "" if value is None else value
 
 
 @csrf_exempt
@@ -139,11 +159,12 @@ def index_sets(request):
     data = _read_json(request)
     if isinstance(data, JsonResponse):
         return data
-    unknown = sorted(set(data) - {"name", "parse", "retention_days"})
+    unknown = sorted(set(data) - {"name", "parse", "retention_days", "message_field"})
     if unknown:
         return error(400, f"unknown field(s): {', '.join(unknown)}")
     try:
-        index_set, token = create_index_set(data.get("name"), data.get("parse", "plain"), data.get("retention_days", 7))
+        index_set, token = create_index_set(data.get("name"), data.get("parse", "plain"), data.get("retention_days", 7),
+                                            message_field=_or_empty(data.get("message_field")))
     except AlreadyExists as exc:
         return error(409, str(exc), param="name")
     except ValueError as exc:

@@ -30,6 +30,10 @@ def test_create_index_set_and_token(client):
     assert run("create_index_set", "app", "--if-missing") == ""
     with pytest.raises(CommandError, match="is not one of plain, json"):
         run("create_index_set", "other", "--parse", "yaml")
+    run("create_index_set", "ecs", "--parse", "json", "--message-field", "event.original")
+    assert IndexSet.objects.get(name="ecs").message_field == "event.original"
+    with pytest.raises(CommandError, match="message_field 'a b' must be a field name"):
+        run("create_index_set", "other", "--message-field", "a b")
     api = run("create_api_token", "ops")
     assert ApiToken.objects.get(name="ops").role == "admin"
     r = client.get("/api/v1/index_sets", HTTP_AUTHORIZATION=f"Bearer {api}")

@@ -160,6 +160,32 @@ def test_shippers_documents_map_to_message_time_and_dotted_fields(client, app, a
     assert [hit["message"] for hit in r.json()["hits"]] == ["GET /index.html 200"]
 
 
+def test_an_index_sets_own_message_field_comes_first(client, admin_token):
+    """Created through the API with message_field (a nested one here, as ECS's event.original):
+    that field is the message, the usual keys stay fields; a document without it falls back to them."""
+    r = client.post("/api/v1/index_sets", data=json.dumps({"name": "ecs", "parse": "json", "message_field": "event.original"}),
+                    content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {admin_token}")
+    assert r.status_code == 201 and r.json()["message_field"] == "event.original", r.content
+    token = r.json()["ingest_token"]
+    body = ndjson({"index": {}}, {"event": {"original": "raw line", "kind": "event"}, "message": "summary"},
+                  {"index": {}}, {"message": "no event here"})
+    assert bulk(client, body, token, path="/ecs/_bulk").json()["errors"] is False
+    r = client.post("/api/v1/index_sets/ecs/ingest", data=json.dumps([{"event": {"original": "via ingest"}}]),
+                    content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert r.status_code in (200, 202), r.content
+    from bklog.logs.models import IndexSet
+
+    lines = {line.message: line.fields for line in StoredLines().all(IndexSet.objects.get(name="ecs"))}
+    assert lines == {"raw line": {"event.kind": "event", "message": "summary"}, "no event here": {}, "via ingest": {}}
+
+
+@pytest.mark.parametrize("value", [12, "two words", "a..b", ".a", "x" * 201, "a/b", ["message"]])
+def test_a_bad_message_field_is_a_400_naming_it(client, admin_token, value):
+    r = client.post("/api/v1/index_sets", data=json.dumps({"name": "bad", "message_field": value}),
+                    content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {admin_token}")
+    assert r.status_code == 400 and "message_field" in r.json()["error"], r.content
+
+
 def test_a_shippers_default_index_name_goes_to_the_tokens_index_set(client, app, make_index_set):
     """Filebeat writes to filebeat-7.17.29-<date>, Logstash to logstash-<date>: names no index set
     can have (dots), so they mean the token's own index set; another index set's name is a 403."""

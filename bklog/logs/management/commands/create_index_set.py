@@ -12,6 +12,9 @@ class Command(BaseCommand):
         parser.add_argument("name")
         parser.add_argument("--parse", default="plain", help="plain, json or regex:PATTERN with named groups")
         parser.add_argument("--retention-days", type=int, default=7)
+        parser.add_argument("--message-field", default="",
+                            help="the field of a structured line holding the message (dotted for a nested one), "
+                                 "tried before message, MESSAGE, msg and log")
         parser.add_argument("--if-missing", action="store_true",
                             help="exit 0 without a token when the index set already exists (for idempotent playbooks)")
         parser.add_argument("--token-stdin", action="store_true",
@@ -19,7 +22,7 @@ class Command(BaseCommand):
                                  "the command line) and print created, unchanged or updated instead of a token; an "
                                  "existing index set gets this token")
 
-    def handle(self, name, parse, retention_days, if_missing, token_stdin, **options):
+    def handle(self, name, parse, retention_days, message_field, if_missing, token_stdin, **options):
         from bklog.logs.models import IndexSet, hash_token
 
         existing = IndexSet.objects.filter(name=name).first()
@@ -36,7 +39,7 @@ class Command(BaseCommand):
                     self.stdout.write("updated")
                 return
             try:
-                create_index_set(name, parse, retention_days, token=token)
+                create_index_set(name, parse, retention_days, token=token, message_field=message_field)
             except ValueError as exc:
                 raise CommandError(str(exc)) from None
             self.stdout.write("created")
@@ -45,7 +48,7 @@ class Command(BaseCommand):
             self.stderr.write(f"index set {name!r} already exists")
             return
         try:
-            _, token = create_index_set(name, parse, retention_days)
+            _, token = create_index_set(name, parse, retention_days, message_field=message_field)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(token)
