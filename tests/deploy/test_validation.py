@@ -319,3 +319,24 @@ def test_consul_tls_certificates_are_checked_on_the_controller(tmp_path, consul_
         assert "UNREACHABLE" in output and "consul_tls_certificate of" not in output, output[-3000:]
     else:
         assert message in output and "UNREACHABLE" not in output, output[-3000:]
+
+
+@pytest.mark.parametrize("names, stranger, message", [
+    (["data1", "data2", "data3"], False, None),
+    (["elsewhere"], False, "postgresql_tls_certificate of data1: it must name data1, the name clients verify (it names: DNS:elsewhere)"),
+    (["data1", "data2", "data3"], True, "postgresql_tls_certificate of data1: issued by another CA, not by the CA given (pg test CA)"),
+])
+def test_postgresql_tls_certificates_are_checked_on_the_controller(tmp_path, names, stranger, message):
+    """The service verifies each member's name (verify-full): a member's certificate is read on the
+    controller before any host is touched: issued by the CA given, naming the inventory name."""
+    ca = _certificate("pg test CA", [], ca=True)
+    issuer = _certificate("another CA", [], ca=True) if stranger else ca
+    _, _, certificate, key = _certificate("pg", names, issuer=issuer[:2])
+    result = run_data_tier(tmp_path, data={"postgresql_tls_enabled": True, "postgresql_tls_ca_certificate": ca[2],
+                                           "postgresql_tls_certificate": certificate, "postgresql_tls_certificate_key": key})
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0
+    if message is None:
+        assert "UNREACHABLE" in output and "postgresql_tls_certificate of" not in output, output[-3000:]
+    else:
+        assert message in output and "UNREACHABLE" not in output, output[-3000:]
