@@ -65,3 +65,32 @@ def test_beat_and_the_floating_address_are_each_held_once(tmp_path, beat, vip, p
     assert run.returncode != 0 and "problems: - " + " - ".join(f"'{p}'" for p in problems) + " " in output, output[-3000:]
     assert ("beat_runs_on: - w1" in output) == beat, output[-3000:]
     assert "has no attribute" not in output
+
+
+@pytest.mark.parametrize("installations, problem", [
+    (True, None),  # molecule/default's shape: each host its own installation, each its own beat
+    (False, "celery beat runs on 2 hosts, not one: w1, w2"),
+])
+def test_beat_is_counted_per_installation(tmp_path, installations, problem):
+    """Two worker hosts both running beat (this test's stand-in, seen from both local hosts): a
+    problem when they are one fleet, none when each is its own (celery_workers_beat_hosts)."""
+    marker = f"bklog-test-beat-{uuid.uuid4().hex}"
+    local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+             "bklog_status_beat_process_pattern": marker}
+    hosts = {name: {**local, **({"celery_workers_beat_hosts": [name]} if installations else {})} for name in ("w1", "w2")}
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {"bklog_workers": {"hosts": hosts}}}}))
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
+           "ANSIBLE_NOCOLOR": "1"}
+    stand_in = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", marker])
+    try:
+        run = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(tmp_path), str(ROOT / "playbooks" / "status.yml")],
+                             env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        stand_in.kill()
+        stand_in.wait()
+    output = " ".join((run.stdout + run.stderr).split())
+    assert "beat_runs_on: - w1 - w2" in output, output[-3000:]
+    if problem:
+        assert f"problems: - '{problem}'" in output, output[-3000:]
+    else:
+        assert "problems: []" in output and "celery beat runs on" not in output, output[-3000:]
