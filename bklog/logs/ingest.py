@@ -14,7 +14,7 @@ from django.utils import timezone
 from bklog.logs import values
 from bklog.logs.models import DocumentId, IndexSet, IngestBatch
 from bklog.logs.parsing import LineError, parse_line
-from bklog.logs.store import line_store
+from bklog.logs.store import chunks, line_store
 
 log = logging.getLogger(__name__)
 MAX_REPORTED_LINE_ERRORS = 100
@@ -115,8 +115,7 @@ def _claim(index_set: IndexSet, parsed: list[tuple], doc_ops: list, batch_id) ->
     each line's outcome, and the DocumentId rows to write (new ones without a primary key)."""
     wanted = sorted({doc_id for _, doc_id in doc_ops if doc_id is not None})
     rows = {}
-    for start in range(0, len(wanted), 500):  # SQLite binds a bounded number of parameters
-        chunk = wanted[start:start + 500]
+    for chunk in chunks(wanted):
         rows.update({row.doc_id: row for row in DocumentId.objects.select_for_update()
                      .filter(index_set=index_set, doc_id__in=chunk)})
     kept, outcomes, touched = [], [], {}

@@ -34,7 +34,7 @@ from opensearchpy.exceptions import NotFoundError, TransportError
 
 from bklog.logs import query as querylang
 from bklog.logs.models import LineIdBlock
-from bklog.logs.store import Line, StoreUnavailable, current_versions, from_us, to_us
+from bklog.logs.store import Line, StoreUnavailable, chunks, current_versions, from_us, to_us
 
 log = logging.getLogger(__name__)
 PAGE = 1000
@@ -214,9 +214,7 @@ class OpenSearchStore:
             raise IndexingError(f"{len(errors)} of {len(actions)} lines refused by OpenSearch "
                                 f"(first: {first.get('status')} {first.get('error')})")
         if replaced:  # each id's line before (in any daily index) goes once the new one is written
-            ids = sorted(replaced)
-            for start in range(0, len(ids), 1000):
-                chunk = ids[start:start + 1000]
+            for chunk in chunks(sorted(replaced), 1000):
                 self._delete_matching(self.pattern(index_set.name), {"bool": {
                     "filter": [{"terms": {"doc_id": chunk}}],
                     "must_not": [{"ids": {"values": [str(replaced[doc_id]) for doc_id in chunk]}}]}})

@@ -24,6 +24,13 @@ from bklog.logs.models import DocumentId, IndexSet, IngestBatch, LogLine
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 RETENTION_CHUNK = 5000
+IN_CHUNK = 500  # values per `IN (...)`: SQLite binds a bounded number of parameters
+
+
+def chunks(items: list, size: int = IN_CHUNK):
+    """Consecutive slices of at most `size` items (itertools.batched, from Python 3.12 only)."""
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 def to_us(ts: datetime) -> int:
@@ -90,9 +97,9 @@ def current_versions(index_set: IndexSet, batch: IngestBatch | None, doc_ids: li
     batch or one accepted after it, supersedes it, whichever is indexed first)."""
     wanted = sorted({doc_id for doc_id in doc_ids if doc_id is not None})
     current = {}
-    for start in range(0, len(wanted), 500):
+    for chunk in chunks(wanted):
         current.update({doc_id: (str(batch_id), seq) for doc_id, batch_id, seq in DocumentId.objects.filter(
-            index_set=index_set, doc_id__in=wanted[start:start + 500]).values_list("doc_id", "batch_id", "seq")})
+            index_set=index_set, doc_id__in=chunk).values_list("doc_id", "batch_id", "seq")})
     batch_id = str(batch.id) if batch else None
     return [doc_id is None or current.get(doc_id) == (batch_id, seq) for seq, doc_id in enumerate(doc_ids)]
 
@@ -117,8 +124,8 @@ class DatabaseStore:
                 for (ts, msg, fields), doc_id, kept in zip(parsed, doc_ids, keep) if kept]
         replaced = sorted({row.doc_id for row in rows if row.doc_id is not None})
         with transaction.atomic():  # the id's line before is gone when the new one is there
-            for start in range(0, len(replaced), 500):
-                LogLine.objects.filter(index_set=index_set, doc_id__in=replaced[start:start + 500]).delete()
+            for chunk in chunks(replaced):
+                LogLine.objects.filter(index_set=index_set, doc_id__in=chunk).delete()
             LogLine.objects.bulk_create(rows, batch_size=500)
 
     def count(self, index_set) -> int:
