@@ -58,6 +58,7 @@ VARIABLES: dict[str, Variable] = {
         Variable("BKLOG_PIPELINE_MODE", "str", "auto", "inline, async, or auto (async when REDIS_URL is set)."),
         Variable("BKLOG_INGEST_MAX_BYTES", "int", 10 * 1024 * 1024, "Largest ingest body accepted; larger gets 413. nginx's client_max_body_size follows it."),
         Variable("BKLOG_INGEST_MAX_LINES", "int", 10000, "Most lines accepted in one ingest batch."),
+        Variable("BKLOG_INGEST_RATE_WINDOW_SECONDS", "int", 10, "Seconds over which an index set's ingest rate limit is counted: a shipper may send a burst of that many seconds' lines at once."),
         Variable("BKLOG_SEARCH_DEFAULT_SIZE", "int", 50, "Hits per search page when size is not given."),
         Variable("BKLOG_SEARCH_MAX_SIZE", "int", 1000, "Largest size a search may ask for."),
         Variable("BKLOG_SEARCH_TIMEOUT", "int", 10, "Seconds the database may spend on one search (or an index set's line count); past it the request is refused with 422 and the worker is free again. Below GUNICORN_TIMEOUT."),
@@ -176,7 +177,7 @@ class Config:
             problems.append(f"BKLOG_PIPELINE_MODE={self['BKLOG_PIPELINE_MODE']!r} is not one of auto, inline, async")
         if self["BKLOG_PIPELINE_MODE"] == "async" and not self["REDIS_URL"]:
             problems.append("BKLOG_PIPELINE_MODE=async needs REDIS_URL (the Celery broker)")
-        for name in ("BKLOG_INGEST_MAX_BYTES", "BKLOG_INGEST_MAX_LINES", "BKLOG_SEARCH_MAX_SIZE",
+        for name in ("BKLOG_INGEST_MAX_BYTES", "BKLOG_INGEST_MAX_LINES", "BKLOG_INGEST_RATE_WINDOW_SECONDS", "BKLOG_SEARCH_MAX_SIZE",
                      "BKLOG_SEARCH_DEFAULT_SIZE", "BKLOG_EXPORT_TTL_HOURS", "BKLOG_EXPORT_MAX_LINES",
                      "GUNICORN_TIMEOUT", "GUNICORN_MAX_REQUESTS", "BKLOG_SEARCH_TIMEOUT", "BKLOG_INLINE_EXPORT_TIMEOUT"):
             if self[name] <= 0:

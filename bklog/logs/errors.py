@@ -23,11 +23,12 @@ RETRY_AFTER_SECONDS = "5"
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 
 
-def error(status: int, message: str, param: str | None = None, **extra) -> JsonResponse:
-    """The API's refusal: {"error": ..., "param": ...} (param names the offending input, if one)."""
+def error(status: int, message: str, param: str | None = None, retry_after: int | None = None, **extra) -> JsonResponse:
+    """The API's refusal: {"error": ..., "param": ...} (param names the offending input, if one).
+    A 429 or 503 says when to retry: `retry_after` seconds, or RETRY_AFTER_SECONDS."""
     response = JsonResponse({"error": message, "param": param, **extra}, status=status)
     if status in (429, 503):
-        response["Retry-After"] = RETRY_AFTER_SECONDS
+        response["Retry-After"] = str(retry_after or RETRY_AFTER_SECONDS)
     return response
 
 

@@ -156,7 +156,10 @@ def bulk(request, name: str | None = None):
     try:
         return _answer(esbulk.run(body, name, index_set))
     except esbulk.BulkRequestError as exc:
-        return _answer(exc.body(), exc.status)
+        response = _answer(exc.body(), exc.status)
+        if exc.retry_after:
+            response["Retry-After"] = str(exc.retry_after)
+        return response
 
 
 def unknown(request, *args, **kwargs):

@@ -29,9 +29,9 @@ WRITE_ACTIONS = ("create", "index")
 class BulkRequestError(Exception):
     """The request as a whole is refused (Elasticsearch answers it without items)."""
 
-    def __init__(self, status: int, kind: str, reason: str):
+    def __init__(self, status: int, kind: str, reason: str, retry_after: int | None = None):
         super().__init__(reason)
-        self.status, self.kind, self.reason = status, kind, reason
+        self.status, self.kind, self.reason, self.retry_after = status, kind, reason, retry_after
 
     def body(self) -> dict:
         cause = {"type": self.kind, "reason": self.reason}
@@ -179,6 +179,8 @@ def run(body: bytes, url_index: str | None, index_set: IndexSet) -> dict:
             accepted = ingest.accept(index_set, [item.parsed for item in group],
                                      doc_ops=[(item.action, item.doc_id) for item in group])
         except ingest.BatchRejected as exc:
+            if exc.status == 429:  # the index set's rate limit: the whole request, as an engine under pressure
+                raise BulkRequestError(429, "es_rejected_execution_exception", exc.message, exc.retry_after) from None
             # Nothing of the batch was stored: each item is reported failed, to retry.
             status, kind = (429, "es_rejected_execution_exception") if exc.status == 503 else (exc.status, "illegal_argument_exception")
             for item in group:

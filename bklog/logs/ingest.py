@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from bklog.logs import values
+from bklog.logs import ratelimit, values
 from bklog.logs.models import DocumentId, IndexSet, IngestBatch
 from bklog.logs.parsing import LineError, parse_line
 from bklog.logs.store import chunks, line_store
@@ -23,11 +23,12 @@ MAX_REPORTED_LINE_ERRORS = 100
 class BatchRejected(Exception):
     """The batch is refused as a whole; nothing of it was stored."""
 
-    def __init__(self, status: int, message: str, line_errors: list | None = None):
+    def __init__(self, status: int, message: str, line_errors: list | None = None, retry_after: int | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
         self.line_errors = line_errors or []
+        self.retry_after = retry_after  # seconds, with a 429
 
 
 def split_lines(text: str) -> list[str]:
@@ -97,6 +98,10 @@ def accept(index_set: IndexSet, lines: list, doc_ops: list[tuple[str, str | None
     say, per line, CREATED, UPDATED or CONFLICT and the id's version."""
     received_at = timezone.now()
     parsed = parse_batch(index_set, lines, received_at)
+    try:
+        ratelimit.admit(index_set, len(parsed))
+    except ratelimit.RateLimited as exc:
+        raise BatchRejected(429, str(exc), retry_after=exc.retry_after) from None
     if not doc_ops or all(doc_id is None for _, doc_id in doc_ops):
         return _store(index_set, lines, parsed, received_at, None)
     for attempt in range(CLAIM_ATTEMPTS):

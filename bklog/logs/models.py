@@ -36,6 +36,9 @@ class IndexSet(models.Model):
     # The field of a structured line that holds the message (a dotted name for a nested one), tried
     # before the shippers' usual keys (parsing.MESSAGE_KEYS); empty: those keys only.
     message_field = models.CharField(max_length=MAX_FIELD_NAME_CHARS, blank=True, default="", db_default="")
+    # Lines per second this index set may ingest (the guide's emergency plan: slow the producers
+    # during a backlog); over it, ingest answers 429 with Retry-After. 0: no limit.
+    ingest_lines_per_second = models.PositiveIntegerField(default=0, db_default=0)
     ingest_token_hash = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -55,6 +58,7 @@ class IndexSet(models.Model):
             "parse": self.parse_rule,
             "retention_days": self.retention_days,
             "message_field": self.message_field or None,
+            "ingest_lines_per_second": self.ingest_lines_per_second or None,
             "created_at": self.created_at.isoformat(),
         }
 
@@ -199,6 +203,18 @@ class ExportChunk(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["job", "seq"], name="exportchunk_job_seq")]
+
+
+class IngestRateWindow(models.Model):
+    """Lines an index set with a rate limit took in one window of BKLOG_INGEST_RATE_WINDOW_SECONDS
+    (window = epoch seconds // that length), counted in the database every API host shares."""
+
+    index_set = models.ForeignKey(IndexSet, on_delete=models.CASCADE)
+    window = models.BigIntegerField()
+    lines = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["index_set", "window"], name="ingestratewindow_index_set_window")]
 
 
 class PeriodicRun(models.Model):

@@ -121,12 +121,7 @@ def create_index_set(name: str, parse: str = "plain", retention_days=7, token: s
     if not isinstance(parse, str):
         raise ValueError("parse must be a string: plain, json or regex:PATTERN")
     kind, pattern = validate_parse_rule(parse)
-    if isinstance(retention_days, bool) or not isinstance(retention_days, int) or not 1 <= retention_days <= 3650:
-        raise ValueError(f"retention_days {retention_days!r} must be an integer from 1 to 3650")
-    if not isinstance(message_field, str) or len(message_field) > MAX_FIELD_NAME_CHARS or (
-            message_field and not FIELD_NAME.match(message_field)):
-        raise ValueError(f"message_field {str(message_field)[:100]!r} must be a field name of at most {MAX_FIELD_NAME_CHARS} "
-                         "letters, digits, '_', '@' and '-', dots between nested names (or empty)")
+    _check_settings(retention_days=retention_days, message_field=message_field)
     if token is not None and (len(token) < 20 or not token.isprintable() or not token.isascii() or " " in token):
         raise ValueError("an ingest token must be 20 or more printable ASCII characters, without spaces")
     token = token or new_token("ingest")
@@ -138,6 +133,52 @@ def create_index_set(name: str, parse: str = "plain", retention_days=7, token: s
     except IntegrityError:
         raise AlreadyExists(f"index set {name!r} already exists") from None
     return index_set, token
+
+
+MAX_INGEST_LINES_PER_SECOND = 10_000_000
+
+
+def _shown(value) -> str:
+    """A value as a refusal names it: its repr, cut at 100 characters."""
+    text = repr(value)
+    return text if len(text) <= 100 else text[:100] + "..."
+
+
+def _check_settings(**changes) -> None:
+    """An index set's settings that may change after creation; ValueError names the bad one."""
+    if "retention_days" in changes:
+        value = changes["retention_days"]
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 3650:
+            raise ValueError(f"retention_days {_shown(value)} must be an integer from 1 to 3650")
+    if "message_field" in changes:
+        value = changes["message_field"]
+        if not isinstance(value, str) or len(value) > MAX_FIELD_NAME_CHARS or (value and not FIELD_NAME.match(value)):
+            raise ValueError(f"message_field {_shown(value)} must be a field name of at most {MAX_FIELD_NAME_CHARS} "
+                             "letters, digits, '_', '@' and '-', dots between nested names (or empty)")
+    if "ingest_lines_per_second" in changes:
+        value = changes["ingest_lines_per_second"]
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INGEST_LINES_PER_SECOND:
+            raise ValueError(f"ingest_lines_per_second {_shown(value)} must be an integer from 0 (no limit) "
+                             f"to {MAX_INGEST_LINES_PER_SECOND}")
+
+
+UPDATABLE_SETTINGS = ("retention_days", "message_field", "ingest_lines_per_second")
+
+
+def update_index_set(index_set: IndexSet, changes: dict) -> list[str]:
+    """Shared by the API (PATCH) and `bklog rate_limit`: check every change, then save them together.
+    Returns the names of the settings whose value changed."""
+    unknown = sorted(set(changes) - set(UPDATABLE_SETTINGS))
+    if unknown:
+        raise ValueError(f"unknown or unchangeable field(s): {', '.join(repr(name[:100]) for name in unknown[:10])}; "
+                         f"these can change: {', '.join(UPDATABLE_SETTINGS)}")
+    _check_settings(**changes)
+    changed = [name for name, value in changes.items() if getattr(index_set, name) != value]
+    for name in changed:
+        setattr(index_set, name, changes[name])
+    if changed:
+        index_set.save(update_fields=changed)
+    return changed
 
 
 def _or_empty(value):
@@ -172,9 +213,23 @@ def index_sets(request):
     return JsonResponse({**index_set.as_dict(), "ingest_token": token}, status=201)
 
 
-@allow("GET")
+@csrf_exempt
+@allow("GET", "PATCH")
 @api_view(with_index_set=True)
 def index_set_detail(request, index_set: IndexSet):
+    if request.method == "PATCH":
+        _, refusal = _require_api_token(request, admin=True)
+        if refusal:
+            return refusal
+        data = _read_json(request)
+        if isinstance(data, JsonResponse):
+            return data
+        if "message_field" in data:
+            data["message_field"] = _or_empty(data["message_field"])
+        try:
+            update_index_set(index_set, data)
+        except ValueError as exc:
+            return error(400, str(exc))
     with database_deadline(settings.BKLOG_SEARCH_TIMEOUT):
         lines = line_store().count(index_set)
     return JsonResponse({**index_set.as_dict(), "lines": lines})
@@ -199,7 +254,7 @@ def ingest_view(request, name: str):
         result = ingest.accept(index_set, lines)
     except ingest.BatchRejected as exc:
         extra = {"line_errors": exc.line_errors} if exc.line_errors else {}
-        return error(exc.status, exc.message, **extra)
+        return error(exc.status, exc.message, retry_after=exc.retry_after, **extra)
     return JsonResponse(result, status=202 if not result["indexed"] else 200)
 
 
@@ -397,5 +452,5 @@ def otlp_logs(request):
         try:
             ingest.accept(index_set, lines)
         except ingest.BatchRejected as exc:
-            return error(exc.status, exc.message)
+            return error(exc.status, exc.message, retry_after=exc.retry_after)
     return HttpResponse(otlp.answer_body(content_type, rejected, first_error), content_type=content_type)
