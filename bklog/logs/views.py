@@ -138,6 +138,17 @@ def create_index_set(name: str, parse: str = "plain", retention_days=7, token: s
 MAX_INGEST_LINES_PER_SECOND = 10_000_000
 
 
+def _names(names: list[str]) -> str:
+    """Names a client sent, as a refusal lists them: at most ten, each cut at 100 characters."""
+    return ", ".join(name[:100] for name in names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+
+
+def _admin_json(request) -> dict | JsonResponse:
+    """An admin API token's JSON object body, or the refusal to answer."""
+    _, refusal = _require_api_token(request, admin=True)
+    return refusal or _read_json(request)
+
+
 def _shown(value) -> str:
     """A value as a refusal names it: its repr, cut at 100 characters."""
     text = repr(value)
@@ -170,7 +181,7 @@ def update_index_set(index_set: IndexSet, changes: dict) -> list[str]:
     Returns the names of the settings whose value changed."""
     unknown = sorted(set(changes) - set(UPDATABLE_SETTINGS))
     if unknown:
-        raise ValueError(f"unknown or unchangeable field(s): {', '.join(repr(name[:100]) for name in unknown[:10])}; "
+        raise ValueError(f"unknown or unchangeable field(s): {_names(unknown)}; "
                          f"these can change: {', '.join(UPDATABLE_SETTINGS)}")
     _check_settings(**changes)
     changed = [name for name, value in changes.items() if getattr(index_set, name) != value]
@@ -194,15 +205,12 @@ def index_sets(request):
         if refusal:
             return refusal
         return JsonResponse({"index_sets": [s.as_dict() for s in IndexSet.objects.all()]})
-    _, refusal = _require_api_token(request, admin=True)
-    if refusal:
-        return refusal
-    data = _read_json(request)
+    data = _admin_json(request)
     if isinstance(data, JsonResponse):
         return data
     unknown = sorted(set(data) - {"name", "parse", "retention_days", "message_field"})
     if unknown:
-        return error(400, f"unknown field(s): {', '.join(unknown)}")
+        return error(400, f"unknown field(s): {_names(unknown)}")
     try:
         index_set, token = create_index_set(data.get("name"), data.get("parse", "plain"), data.get("retention_days", 7),
                                             message_field=_or_empty(data.get("message_field")))
@@ -218,10 +226,7 @@ def index_sets(request):
 @api_view(with_index_set=True)
 def index_set_detail(request, index_set: IndexSet):
     if request.method == "PATCH":
-        _, refusal = _require_api_token(request, admin=True)
-        if refusal:
-            return refusal
-        data = _read_json(request)
+        data = _admin_json(request)
         if isinstance(data, JsonResponse):
             return data
         if "message_field" in data:
