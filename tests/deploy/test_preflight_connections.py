@@ -71,6 +71,7 @@ def test_a_database_of_the_fleets_own_is_checked_against_the_inventorys_number(t
     assert rc != 0 and "more than 80 % of the 20 PostgreSQL accepts" in output, output[-3000:]
 
 
-def test_a_limited_run_does_not_guess_the_hosts_it_did_not_ask(tmp_path):
-    rc, output = preflight(tmp_path, 20, limit="a1,w1,p1")
+@pytest.mark.parametrize("limit", ["a1,w1,p1", "p1"])  # p1 alone: a play with no app host at all
+def test_a_limited_run_does_not_guess_the_hosts_it_did_not_ask(tmp_path, limit):
+    rc, output = preflight(tmp_path, 20, limit=limit)
     assert rc == 0 and "database connections" not in output, output[-3000:]
