@@ -155,22 +155,23 @@ def _shown(value) -> str:
     return text if len(text) <= 100 else text[:100] + "..."
 
 
+def _check_whole_number(name: str, value, low: int, high: int, low_meaning: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} {_shown(value)} must be an integer from {low}{low_meaning} to {high}")
+
+
 def _check_settings(**changes) -> None:
     """An index set's settings that may change after creation; ValueError names the bad one."""
     if "retention_days" in changes:
-        value = changes["retention_days"]
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 3650:
-            raise ValueError(f"retention_days {_shown(value)} must be an integer from 1 to 3650")
+        _check_whole_number("retention_days", changes["retention_days"], 1, 3650)
     if "message_field" in changes:
         value = changes["message_field"]
         if not isinstance(value, str) or len(value) > MAX_FIELD_NAME_CHARS or (value and not FIELD_NAME.match(value)):
             raise ValueError(f"message_field {_shown(value)} must be a field name of at most {MAX_FIELD_NAME_CHARS} "
                              "letters, digits, '_', '@' and '-', dots between nested names (or empty)")
     if "ingest_lines_per_second" in changes:
-        value = changes["ingest_lines_per_second"]
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INGEST_LINES_PER_SECOND:
-            raise ValueError(f"ingest_lines_per_second {_shown(value)} must be an integer from 0 (no limit) "
-                             f"to {MAX_INGEST_LINES_PER_SECOND}")
+        _check_whole_number("ingest_lines_per_second", changes["ingest_lines_per_second"], 0,
+                            MAX_INGEST_LINES_PER_SECOND, " (no limit)")
 
 
 UPDATABLE_SETTINGS = ("retention_days", "message_field", "ingest_lines_per_second")

@@ -33,12 +33,9 @@ class Command(BaseCommand):
                 self.stdout.write(f"{index_set.name} unchanged {index_set.ingest_lines_per_second or 'off'}")
             return
         text = lines_per_second.strip().lower()
-        if text in ("off", "0"):
-            limit = 0
-        elif text.isdigit():
-            limit = int(text)
-        else:
+        if not (text == "off" or (text.isascii() and text.isdigit())):  # "²".isdigit(), but int() refuses it
             raise CommandError(f"lines_per_second {lines_per_second[:100]!r} must be a whole number, or off")
+        limit = 0 if text == "off" else int(text)
         for index_set in index_sets:
             try:
                 changed = update_index_set(index_set, {"ingest_lines_per_second": limit})
