@@ -1,6 +1,5 @@
-"""`--check --diff` on a deployed host (issue 20): preflight's checks only read, so they run in
-check mode too and pass on a healthy host, changing nothing. (site.yml as a whole in check mode is
-not proven yet.)"""
+"""`--check --diff` on deployed hosts (issue 20): nothing fails, nothing changes where nothing
+differs, and a change is shown, with what cannot be known before it happens said, not failed."""
 
 from __future__ import annotations
 
@@ -8,13 +7,44 @@ import re
 import sys
 from pathlib import Path
 
+import testinfra
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from playbooks import run_playbook  # noqa: E402
+from playbooks import inventory_hosts, run_playbook  # noqa: E402
+
+
+def _plain(run) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", run.stdout)  # the output is coloured
+
+
+def _changed_per_host(run) -> dict[str, int]:
+    return {host: int(changed) for host, changed in re.findall(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", _plain(run), re.M)}
 
 
 def test_preflight_passes_in_check_mode_on_a_deployed_host():
     run = run_playbook("preflight.yml", "--check", "--diff", timeout=300)
     assert run.returncode == 0, run.stdout[-4000:]
-    plain = re.sub(r"\x1b\[[0-9;]*m", "", run.stdout)  # the recap is coloured
-    recap = re.findall(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", plain, re.M)
-    assert len(recap) >= 2 and all(changed == "0" for _, changed in recap), recap
+    recap = _changed_per_host(run)
+    assert len(recap) >= 2 and set(recap.values()) == {0}, recap
+
+
+def test_site_in_check_mode_changes_nothing_on_a_converged_fleet():
+    run = run_playbook("site.yml", "--check", "--diff", timeout=900)
+    assert run.returncode == 0, run.stdout[-4000:]
+    recap = _changed_per_host(run)
+    assert len(recap) >= 2 and set(recap.values()) == {0}, recap
+
+
+def test_site_in_check_mode_shows_a_new_release_without_installing_it():
+    hosts = {name: testinfra.get_host(f"podman://{name}") for name in inventory_hosts("bklog")}
+    current = {name: host.file("/opt/bklog/current").linked_to for name, host in hosts.items()}
+    run = run_playbook("site.yml", "--check", "--diff", "-e", "bklog_version=9.9.9", timeout=900)
+    assert run.returncode == 0, run.stdout[-4000:]
+    out = _plain(run)
+    assert "would build /opt/bklog/releases/9.9.9" in out
+    assert "+    src: /opt/bklog/releases/9.9.9" in out  # the diff of `current`
+    assert "would restart every bklog program" in out
+    assert "the migrations of /opt/bklog/releases/9.9.9 are known once it is built" in out
+    for name, host in hosts.items():
+        assert not host.file("/opt/bklog/releases/9.9.9").exists, name
+        assert host.file("/opt/bklog/current").linked_to == current[name], name

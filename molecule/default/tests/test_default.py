@@ -110,7 +110,7 @@ def test_oversize_ingest_is_refused_by_nginx(host):
 
 
 def test_worker_stop_waits_longer_than_the_longest_task(host):
-    conf = host.file("/etc/supervisor/conf.d/bklog-worker-pipeline.conf").content_string
+    conf = host.file("/etc/supervisor/conf.d/bklog-celery.conf").content_string
     spec = yaml.safe_load((ROOT / "bklog" / "app.yml").read_text())
     longest = max(t["time_limit"] for t in spec["celery"]["tasks"].values())
     stopwait = int(next(l for l in conf.splitlines() if l.startswith("stopwaitsecs=")).split("=")[1])
