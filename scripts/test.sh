@@ -20,6 +20,16 @@ export PATH="$PWD/.venv/bin:$PATH"
 run_dir=$(mktemp -d /tmp/bklog-test.XXXXXX)
 chmod 755 "$run_dir"
 cleanup() {
+  local rc=$?
+  # A failed run shows what its suites cost too (the background scenarios' own seconds if done).
+  if [[ $rc != 0 ]]; then
+    echo "== time per suite before the failure (exit $rc)"
+    printf '  %s\n' "${timings[@]}"
+    for seconds in "$run_dir"/molecule-*.seconds; do
+      [[ -f $seconds ]] && printf '  %-28s %5ss (in the background)\n' "$(basename "$seconds" .seconds)" "$(cat "$seconds")"
+    done
+    echo "  total: ${SECONDS}s"
+  fi
   if [[ -n ${prebuild:-} ]]; then kill "$prebuild" 2>/dev/null || true; fi
   if [[ -n ${filebeat_build:-} ]]; then kill "$filebeat_build" 2>/dev/null || true; fi
   if [[ -n ${background:-} ]] && kill -0 "$background" 2>/dev/null; then
