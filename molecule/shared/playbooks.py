@@ -22,6 +22,14 @@ def inventory_hosts(group: str) -> list[str]:
     return sorted(yaml.safe_load(Path(os.environ["MOLECULE_INVENTORY_FILE"]).read_text())[group]["hosts"])
 
 
+def running_pids(name: str) -> dict[str, str]:
+    """{program: pid} of the host's RUNNING supervisor programs ("NAME RUNNING pid 12, uptime ...")."""
+    import testinfra  # the verify steps' dependency, not the bench scripts'
+
+    out = testinfra.get_host(f"podman://{name}").run("supervisorctl status").stdout
+    return {line.split()[0]: line.split("pid ")[1].split(",")[0] for line in out.splitlines() if " RUNNING " in line}
+
+
 def wait_until(predicate, what: str, timeout: float = 90, every: float = 1):
     deadline = time.time() + timeout
     while True:

@@ -12,18 +12,13 @@ import testinfra
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from playbooks import inventory_hosts, run_playbook  # noqa: E402
+from playbooks import inventory_hosts, run_playbook, running_pids  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[3]
 # The scenario's inventory variables (inventories/local): its per-host worker overrides.
 OVERRIDES = yaml.safe_load((ROOT / "inventories" / "local" / "group_vars" / "all" / "main.yml").read_text())[
     "celery_workers_overrides"]
 PROGRAMS = ["bklog-api", "bklog-beat", "bklog-worker-async_export", "bklog-worker-default", "bklog-worker-pipeline"]
-
-def _pids(name: str) -> dict[str, str]:
-    out = testinfra.get_host(f"podman://{name}").run("supervisorctl status").stdout
-    return {line.split()[0]: line.split("pid ")[1].split(",")[0] for line in out.splitlines() if " RUNNING " in line}
-
 
 def _program_conf(host, program: str) -> str:
     """The [program:NAME] section of the host's one Celery program file ('' when it has none)."""
@@ -39,24 +34,24 @@ def _scale(*extra: str):
 
 def test_scaling_restarts_only_the_changed_programs():
     target, other = inventory_hosts("bklog")
-    before = {h: _pids(h) for h in (target, other)}
+    before = {h: running_pids(h) for h in (target, other)}
     assert sorted(before[target]) == PROGRAMS
 
     # The pipeline worker's concurrency on one host (the other workers' overrides as they are).
     concurrency = OVERRIDES["pipeline"]["concurrency"] + 1
     _scale("--limit", target, "-e", json.dumps(
         {"celery_workers_overrides": {**OVERRIDES, "pipeline": {**OVERRIDES["pipeline"], "concurrency": concurrency}}}))
-    after = _pids(target)
+    after = running_pids(target)
     assert after["bklog-worker-pipeline"] != before[target]["bklog-worker-pipeline"]
     assert {p: after[p] for p in PROGRAMS if p != "bklog-worker-pipeline"} == \
            {p: before[target][p] for p in PROGRAMS if p != "bklog-worker-pipeline"}
     host = testinfra.get_host(f"podman://{target}")
     assert f" -c {concurrency} " in _program_conf(host, "bklog-worker-pipeline")
-    assert _pids(other) == before[other]  # --limit: the other host untouched
+    assert running_pids(other) == before[other]  # --limit: the other host untouched
 
     # The async_export worker moved off that host (pipeline back to the inventory's concurrency).
     _scale("--limit", target, "-e", json.dumps({"celery_workers_enabled": ["default", "pipeline"]}))
-    moved = _pids(target)
+    moved = running_pids(target)
     assert "bklog-worker-async_export" not in moved
     assert _program_conf(host, "bklog-worker-async_export") == ""
     for program in ("bklog-api", "bklog-beat", "bklog-worker-default"):
@@ -64,7 +59,7 @@ def test_scaling_restarts_only_the_changed_programs():
 
     # Back to the inventory's own settings.
     _scale("--limit", target)
-    restored = _pids(target)
+    restored = running_pids(target)
     assert sorted(restored) == PROGRAMS
     for program in ("bklog-api", "bklog-beat", "bklog-worker-default"):
         assert restored[program] == before[target][program], program

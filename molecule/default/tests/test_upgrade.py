@@ -12,7 +12,7 @@ import testinfra
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from playbooks import run_playbook  # noqa: E402
+from playbooks import inventory_hosts, run_playbook, running_pids  # noqa: E402
 
 
 def test_redeploy_of_a_new_version_keeps_the_previous_release():
@@ -36,25 +36,17 @@ def test_redeploy_of_a_new_version_keeps_the_previous_release():
             assert environ.startswith("/opt/bklog/current/") or "9.9.9" in environ
 
 
-def _pids(host) -> dict[str, str]:
-    """{program: pid} of the running programs, from `supervisorctl status` ("NAME RUNNING pid 12, uptime ...")."""
-    return {fields[0]: fields[3].rstrip(",") for fields in map(str.split, host.check_output("supervisorctl status").splitlines())
-            if len(fields) > 3 and fields[2] == "pid"}
-
-
 def test_a_rerun_restarts_exactly_the_programs_older_than_their_release_or_environment():
     """What a failed run leaves behind (the environment changed, the restart never ran) is finished
     by the next run on that host; on the other host, where nothing changed, nothing restarts."""
-    inventory_file = Path(os.environ["MOLECULE_INVENTORY_FILE"])
-    names = sorted(yaml.safe_load(inventory_file.read_text())["bklog"]["hosts"])
-    hosts = {name: testinfra.get_host(f"podman://{name}") for name in names}
+    names = inventory_hosts("bklog")
     stale, untouched = names[0], names[1]
-    hosts[stale].check_output("touch /etc/bklog/bklog.env")
-    before = {name: _pids(host) for name, host in hosts.items()}
+    testinfra.get_host(f"podman://{stale}").check_output("touch /etc/bklog/bklog.env")
+    before = {name: running_pids(name) for name in names}
     assert len(before[stale]) == 5, before
     run = run_playbook("site.yml", "-e", "bklog_version=9.9.9", timeout=1200)
     assert run.returncode == 0, run.stdout[-6000:]
-    after = {name: _pids(host) for name, host in hosts.items()}
+    after = {name: running_pids(name) for name in names}
     assert after[untouched] == before[untouched]
     assert sorted(after[stale]) == sorted(before[stale])
     assert all(after[stale][p] != before[stale][p] for p in before[stale]), (before[stale], after[stale])
