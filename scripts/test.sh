@@ -42,10 +42,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The molecule hosts' images and the cluster's Consul agent (both cached; minutes to build on a
-# fresh machine): built in the background while the other suites run.
+# The molecule hosts' images and the Consul agent of the cluster and ha scenarios (both cached;
+# minutes to build on a fresh machine): built side by side (debootstrap waits on the network, Go
+# on the CPU) in the background while the other suites run. A marker file says each is done.
 if [[ $what == all || $what == molecule || $what == container ]]; then
-  (scripts/build-images.sh && touch "$run_dir/images.done" && scripts/build-consul.sh) >"$run_dir/prebuild.log" 2>&1 &
+  (
+    scripts/build-images.sh && touch "$run_dir/images.done" &
+    images=$!
+    scripts/build-consul.sh && touch "$run_dir/consul.done"
+    wait "$images" && [[ -f $run_dir/consul.done ]]
+  ) >"$run_dir/prebuild.log" 2>&1 &
   prebuild=$!
 fi
 # Filebeat (cached; about 7 minutes to build on a fresh machine) for the engine suite's shipper test.
@@ -53,12 +59,16 @@ if [[ $what == all || $what == engine ]]; then
   scripts/build-filebeat.sh >"$run_dir/filebeat-build.log" 2>&1 &
   filebeat_build=$!
 fi
-# The container suite needs the images only, not Consul: it starts as soon as they are built.
-wait_images() {
-  while [[ ! -f $run_dir/images.done ]]; do
-    kill -0 "$prebuild" 2>/dev/null || { wait_prebuild; return; }
+# Waits for a marker of the prebuild (images, consul); if the prebuild ended without it, fails.
+wait_built() {
+  while [[ ! -f $run_dir/$1.done ]]; do
+    kill -0 "$prebuild" 2>/dev/null || { [[ -f $run_dir/$1.done ]] || exit 1; }
     sleep 2
   done
+}
+# The container suite needs the images only, not Consul: it starts as soon as they are built.
+wait_images() {
+  ( wait_built images ) || wait_prebuild
 }
 prebuilt=no
 wait_prebuild() {
@@ -68,16 +78,17 @@ wait_prebuild() {
   prebuilt=yes
 }
 
-# molecule/ha (a data host killed under a light load: Patroni's and Sentinel's failover timings, not
-# CPU), molecule/default and molecule/opensearch run one after the other in the background beside
-# the suites below as soon as the images are built: most of their time is apt, systemd and service
-# waits, not CPU. The cluster scenario (timed rolling upgrades under load)
-# starts after the other suites; its load tests come when this chain is over.
-background_scenarios=(ha default opensearch)
+# molecule/default, molecule/ha (a data host killed under a light load: Patroni's and Sentinel's
+# failover timings, not CPU) and molecule/opensearch run one after the other in the background
+# beside the suites below as soon as the images are built: most of their time is apt, systemd and
+# service waits, not CPU. default needs no Consul: it goes first, while Consul may still build.
+# The cluster scenario (timed rolling upgrades under load) starts after the other suites.
+background_scenarios=(default ha opensearch)
 if [[ $what == all || $what == molecule ]]; then
   (
-    while [[ ! -f $run_dir/images.done ]]; do kill -0 "$prebuild" 2>/dev/null || exit 1; sleep 2; done
+    wait_built images
     for name in "${background_scenarios[@]}"; do
+      if grep -q bklog_consul_servers "molecule/$name/molecule.yml"; then wait_built consul; fi
       started=$SECONDS
       if molecule test -s "$name" >"$run_dir/molecule-$name.log" 2>&1; then rc=0; else rc=$?; fi
       echo "$rc" >"$run_dir/molecule-$name.rc"
