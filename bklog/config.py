@@ -40,6 +40,7 @@ VARIABLES: dict[str, Variable] = {
         Variable("DATABASE_URL", "str", "", "Metadata and log index database. Empty: SQLite at $BKLOG_DATA_DIR/bklog.sqlite3 (FTS5). postgres://user:pass@host:5432/db for PostgreSQL; postgres://user:pass@pg1:5432,pg2:5432,pg3:5432/db for a Patroni cluster (each connection goes to whichever host is the primary: target_session_attrs=read-write)."),
         Variable("REDIS_URL", "str", "", "Celery broker and cache. Empty: no broker, ingest and exports run inline (embedded mode). redis://[:password@]host:6379/0 for one server; sentinel://:password@s1:26379;sentinel://:password@s2:26379;... for a Sentinel group (the master is asked of the sentinels; they take the same password)."),
         Variable("BKLOG_REDIS_SENTINEL_MASTER", "str", "bklog", "With sentinel:// in REDIS_URL: the name the sentinels monitor the master by."),
+        Variable("BKLOG_REDIS_TLS_CA", "str", "", "CA file that signed the Redis servers' and sentinels' certificates. Set, every Redis connection (the server, the sentinels, the master they name) is TLS, verifying the certificate and that it names the address connected to (a sentinel names the master by its address); REDIS_URL is then rediss:// (one server) or sentinel://. Empty: rediss:// verifies against the system's CAs, redis:// and sentinel:// are plain."),
         Variable("BKLOG_SEARCH_BACKEND", "str", "database", "Where log lines are indexed and searched: database (SQLite FTS5 or PostgreSQL, whichever DATABASE_URL names) or opensearch (an OpenSearch cluster; metadata stays in the database)."),
         Variable("BKLOG_OPENSEARCH_URL", "list", "", "With the opensearch backend: comma-separated node URLs, e.g. http://os1:9200,http://os2:9200."),
         Variable("BKLOG_OPENSEARCH_USER", "str", "", "With the opensearch backend: basic-auth user (empty: none)."),
@@ -204,7 +205,7 @@ class Config:
             if self["DATABASE_URL"]:
                 connections.database(self["DATABASE_URL"], 0)
             if self["REDIS_URL"]:
-                connections.redis_target(self["REDIS_URL"], self["BKLOG_REDIS_SENTINEL_MASTER"])
+                connections.redis_target(self["REDIS_URL"], self["BKLOG_REDIS_SENTINEL_MASTER"], self["BKLOG_REDIS_TLS_CA"])
         except connections.ConnectionUrlError as exc:
             problems.append(str(exc))
         return problems

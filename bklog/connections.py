@@ -9,7 +9,8 @@
 - Redis: ``REDIS_URL`` is ``redis://`` (one server) or Sentinel's form as Celery documents it,
   ``sentinel://:password@s1:26379;sentinel://:password@s2:26379;...`` with the group's name in
   ``BKLOG_REDIS_SENTINEL_MASTER``. Celery's broker, Django's cache and the service's own reads
-  (queue depth, readiness, the requeue scan) all ask the sentinels for the master.
+  (queue depth, readiness, the requeue scan) all ask the sentinels for the master. With
+  ``BKLOG_REDIS_TLS_CA`` every one of those connections is TLS, verified against that CA.
 
 Django is not imported at module level: gunicorn_config and bklog.config use this module too.
 """
@@ -94,18 +95,33 @@ class RedisTarget:
     master_name: str = ""
     password: str | None = None
     db: int = 0
+    tls_ca: str = ""                           # CA file: every connection TLS, verified against it
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_ca) or self.url.startswith("rediss://")
+
+    def tls_options(self) -> dict:
+        """redis-py's options of a verified TLS connection (certificate and the name connected to)."""
+        if not self.tls:
+            return {}
+        return {"ssl_cert_reqs": "required", "ssl_check_hostname": True,
+                **({"ssl_ca_certs": self.tls_ca} if self.tls_ca else {})}
 
     @property
     def is_sentinel(self) -> bool:
         return bool(self.sentinels)
 
 
-def redis_target(url: str, master_name: str) -> RedisTarget:
-    """Read REDIS_URL: redis://, rediss://, unix://, or ';'-separated sentinel:// addresses."""
+def redis_target(url: str, master_name: str, tls_ca: str = "") -> RedisTarget:
+    """Read REDIS_URL: redis://, rediss://, unix://, or ';'-separated sentinel:// addresses; with a
+    CA file (BKLOG_REDIS_TLS_CA), every connection is TLS."""
     if not url.startswith("sentinel://"):
         if not re.match(r"^(rediss?|unix)://", url):
             raise ConnectionUrlError(f"REDIS_URL {_shown(url)!r} is not redis://, rediss://, unix:// or sentinel://")
-        return RedisTarget(url=url)
+        if tls_ca and not url.startswith("rediss://"):
+            raise ConnectionUrlError(f"BKLOG_REDIS_TLS_CA asks for TLS but REDIS_URL {_shown(url)!r} is not rediss://")
+        return RedisTarget(url=url, tls_ca=tls_ca)
     sentinels, passwords, dbs = [], set(), set()
     for item in url.split(";"):
         parts = urlsplit(item.strip())
@@ -126,7 +142,7 @@ def redis_target(url: str, master_name: str) -> RedisTarget:
     if not master_name:
         raise ConnectionUrlError("REDIS_URL names sentinels: BKLOG_REDIS_SENTINEL_MASTER must name the group")
     return RedisTarget(url="", sentinels=tuple(sentinels), master_name=master_name,
-                       password=passwords.pop(), db=dbs.pop())
+                       password=passwords.pop(), db=dbs.pop(), tls_ca=tls_ca)
 
 
 def celery_transport_options(target: RedisTarget) -> dict:
@@ -138,8 +154,19 @@ def celery_transport_options(target: RedisTarget) -> dict:
         # The sentinels themselves ask for the password too (kombu passes the URL's password only
         # to the master).
         options["sentinel_kwargs"] = {"password": target.password, "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
-                                      "socket_timeout": REDIS_SOCKET_TIMEOUT}
+                                      "socket_timeout": REDIS_SOCKET_TIMEOUT,
+                                      **({"ssl": True, **target.tls_options()} if target.tls else {})}
     return options
+
+
+def celery_broker_ssl(target: RedisTarget) -> dict | None:
+    """Celery's broker_use_ssl: the master's (or the one server's) connections verified, or None."""
+    if not target.tls:
+        return None
+    import ssl
+
+    return {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_check_hostname": True,
+            **({"ssl_ca_certs": target.tls_ca} if target.tls_ca else {})}
 
 
 _clients: dict[RedisTarget, object] = {}
@@ -157,12 +184,14 @@ def redis_client(target: RedisTarget):
         if client is None:
             timeouts = {"socket_connect_timeout": REDIS_CONNECT_TIMEOUT, "socket_timeout": REDIS_SOCKET_TIMEOUT,
                         "socket_keepalive": True, "socket_keepalive_options": REDIS_KEEPALIVE_OPTIONS}
+            tls = {"ssl": True, **target.tls_options()} if target.tls else {}
             if target.is_sentinel:
-                sentinel = Sentinel(list(target.sentinels), sentinel_kwargs={"password": target.password, **timeouts},
-                                    password=target.password, db=target.db, **timeouts)
+                sentinel = Sentinel(list(target.sentinels), sentinel_kwargs={"password": target.password, **timeouts, **tls},
+                                    password=target.password, db=target.db, **timeouts, **tls)
                 client = sentinel.master_for(target.master_name)
             else:
-                client = redis.Redis.from_url(target.url, **timeouts)
+                # rediss:// makes the connection TLS; the options make it verified.
+                client = redis.Redis.from_url(target.url, **timeouts, **target.tls_options())
             _clients[target] = client
         return client
 
@@ -181,9 +210,9 @@ except ImportError:  # pragma: no cover (Django is always installed with the ser
     pass
 else:
     class SentinelCacheClient(RedisCacheClient):
-        def __init__(self, servers, master_name="", **options):
+        def __init__(self, servers, master_name="", tls_ca="", **options):
             super().__init__(servers, **options)
-            self._target = redis_target(";".join(servers), master_name)
+            self._target = redis_target(";".join(servers), master_name, tls_ca)
 
         def get_client(self, key=None, *, write=False):
             return redis_client(self._target)

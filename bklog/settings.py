@@ -60,12 +60,14 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = CONFIG["REDIS_URL"]
 # One Redis server, or the master of a Sentinel group (bklog/connections.py).
-REDIS_TARGET = connections.redis_target(REDIS_URL, CONFIG["BKLOG_REDIS_SENTINEL_MASTER"]) if REDIS_URL else None
+REDIS_TARGET = (connections.redis_target(REDIS_URL, CONFIG["BKLOG_REDIS_SENTINEL_MASTER"], CONFIG["BKLOG_REDIS_TLS_CA"])
+                if REDIS_URL else None)
 if REDIS_TARGET and REDIS_TARGET.is_sentinel:
     CACHES = {"default": {"BACKEND": "bklog.connections.SentinelRedisCache", "LOCATION": REDIS_URL,
-                          "OPTIONS": {"master_name": REDIS_TARGET.master_name}}}
+                          "OPTIONS": {"master_name": REDIS_TARGET.master_name, "tls_ca": REDIS_TARGET.tls_ca}}}
 elif REDIS_TARGET:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                          "OPTIONS": REDIS_TARGET.tls_options()}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -124,6 +126,7 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CONFIG["BKLOG_CELERY_VISIBILITY_TIMEOUT"],
                                    **(connections.celery_transport_options(REDIS_TARGET) if REDIS_TARGET else {})}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_USE_SSL = connections.celery_broker_ssl(REDIS_TARGET) if REDIS_TARGET else None
 # Workers subscribe to no broadcast channel: no remote control here, and the worker programs run
 # with --without-gossip --without-mingle. redis-py 8 reads a subscription with no timeout and, on
 # a connection error, reconnects and reads again inside the same call: when the Redis master's host

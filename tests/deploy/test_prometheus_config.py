@@ -31,8 +31,8 @@ PLAY = """
 """
 
 
-def render(tmp_path: Path, data_hosts: int) -> dict:
-    data = {f"data{i}": None for i in range(1, data_hosts + 1)}
+def render(tmp_path: Path, data_hosts: int, **data_vars) -> dict:
+    data = {f"data{i}": data_vars or None for i in range(1, data_hosts + 1)}
     inventory = {"all": {"hosts": {"localhost": {"ansible_python_interpreter": sys.executable}}, "children": {
         "bklog": {"children": {"bklog_api": {"hosts": {"api1": None}}, "bklog_workers": {"hosts": {"api1": None}}}},
         "bklog_postgresql": {"hosts": data}, "bklog_redis": {"hosts": data},
@@ -59,6 +59,13 @@ def test_an_ha_data_tier_is_scraped_where_the_alerts_look(tmp_path):
     sentinel = jobs["redis_sentinel"]
     assert sentinel["metrics_path"] == "/scrape" and sentinel["params"] == {"target": ["redis://localhost:26379"]}
     assert sentinel["static_configs"][0]["targets"] == ["data1:9121", "data2:9121", "data3:9121"]
+
+
+def test_sentinels_over_tls_are_scraped_by_the_name_their_certificates_carry(tmp_path):
+    sentinel = render(tmp_path, data_hosts=3, redis_tls_enabled=True)["redis_sentinel"]
+    assert "params" not in sentinel
+    assert sentinel["relabel_configs"] == [{"source_labels": ["__address__"], "regex": "(.+):[0-9]+",
+                                            "target_label": "__param_target", "replacement": "rediss://$1:26379"}]
 
 
 def test_one_database_and_one_redis_have_no_ha_jobs(tmp_path):

@@ -340,3 +340,30 @@ def test_postgresql_tls_certificates_are_checked_on_the_controller(tmp_path, nam
         assert "UNREACHABLE" in output and "postgresql_tls_certificate of" not in output, output[-3000:]
     else:
         assert message in output and "UNREACHABLE" not in output, output[-3000:]
+
+
+SENTINELS = "sentinel://:pw@data1:26379;sentinel://:pw@data2:26379;sentinel://:pw@data3:26379"
+
+
+@pytest.mark.parametrize("names, app, message", [
+    (["data1", "data2", "data3"], {"bklog_app_redis_url": SENTINELS}, None),
+    (["elsewhere"], {"bklog_app_redis_url": SENTINELS}, "redis_tls_certificate of data1: it must name data1, the name clients verify (it names: DNS:elsewhere)"),
+    # The service verifies with the CA only over TLS: a plain redis:// URL beside it is a mistake.
+    (["data1", "data2", "data3"], {"bklog_app_redis_url": "redis://:pw@data1:6379/0"},
+     "bklog_app_redis_url must then be rediss://... (one server) or sentinel://... (a Sentinel group), not redis://..."),
+])
+def test_redis_tls_certificates_are_checked_on_the_controller(tmp_path, names, app, message):
+    """Redis and the sentinels TLS only: a member's certificate is read on the controller before any
+    host is touched (issued by the CA given, naming the inventory name REDIS_URL uses), and the
+    service's CA goes with a TLS URL."""
+    ca = _certificate("redis test CA", [], ca=True)
+    _, _, certificate, key = _certificate("redis", names, issuer=ca[:2])
+    result = run_data_tier(tmp_path, data={"redis_tls_enabled": True, "redis_tls_ca_certificate": ca[2],
+                                           "redis_tls_certificate": certificate, "redis_tls_certificate_key": key},
+                           bklog_app_redis_tls_ca_certificate=ca[2], **app)
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0
+    if message is None:
+        assert "UNREACHABLE" in output and "redis_tls_certificate of" not in output, output[-3000:]
+    else:
+        assert message in output and "UNREACHABLE" not in output, output[-3000:]

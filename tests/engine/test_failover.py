@@ -6,8 +6,10 @@
   warning) while a client ingests: a replica is primary within 30 s, requests fail only inside
   that window and only with a 503 carrying Retry-After, every line answered 2xx is searchable
   exactly once, and the killed node started again rejoins as a replica (pg_rewind).
-- Redis: a master, two replicas and three sentinels (quorum two), password-protected; the API and
-  a Celery worker reach it through REDIS_URL's sentinel:// list. The master is killed during
+- Redis: a master, two replicas and three sentinels (quorum two), password-protected, TLS on every
+  connection (clients, replication, sentinel to sentinel; roles/redis's redis_tls_enabled); the API
+  and a Celery worker reach it through REDIS_URL's sentinel:// list with BKLOG_REDIS_TLS_CA,
+  verifying each certificate and the address it was reached at. The master is killed during
   ingest: the same figures, and every accepted batch is indexed (a task lost with the master is
   sent again by requeue_pending_batches).
 
@@ -370,28 +372,55 @@ def _alerts(port: int) -> dict[str, str]:
 # ------------------------------------------------------------------------------- Redis/Sentinel
 
 REDIS_PASSWORD = "redis-secret"
+# The CA and the certificate every Redis and sentinel serves (made by the test below).
+REDIS_TLS: dict[str, Path] = {}
+
+
+def _tls_certificates(tmp: Path) -> dict[str, Path]:
+    """A throwaway CA and one server certificate naming 127.0.0.1, where every member listens."""
+    def openssl(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    files = {name: tmp / f"{name}" for name in ("ca.key", "ca.crt", "redis.key", "redis.csr", "redis.crt", "ext")}
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+            "-subj", "/CN=bklog test CA", "-keyout", str(files["ca.key"]), "-out", str(files["ca.crt"]))
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=redis",
+            "-keyout", str(files["redis.key"]), "-out", str(files["redis.csr"]))
+    files["ext"].write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n")
+    openssl("x509", "-req", "-in", str(files["redis.csr"]), "-CA", str(files["ca.crt"]), "-CAkey", str(files["ca.key"]),
+            "-CAcreateserial", "-days", "2", "-extfile", str(files["ext"]), "-out", str(files["redis.crt"]))
+    return files
+
+
+def _tls_args(files: dict[str, Path]) -> list[str]:
+    """Redis's TLS settings as roles/redis writes them: no plain port, replication over TLS."""
+    return ["--tls-cert-file", str(files["redis.crt"]), "--tls-key-file", str(files["redis.key"]),
+            "--tls-ca-cert-file", str(files["ca.crt"]), "--tls-auth-clients", "no", "--tls-replication", "yes"]
 
 
 def _redis_cli(port: int, *words: str) -> str:
-    proc = subprocess.run(["redis-cli", "-p", str(port), "--no-auth-warning", "-a", REDIS_PASSWORD, *words],
-                          capture_output=True, text=True, timeout=10)
+    proc = subprocess.run(["redis-cli", "--tls", "--cacert", str(REDIS_TLS["ca.crt"]), "-h", "127.0.0.1", "-p", str(port),
+                           "--no-auth-warning", "-a", REDIS_PASSWORD, *words], capture_output=True, text=True, timeout=10)
     return proc.stdout.strip()
 
 
 def test_sentinel_failover_loses_no_accepted_batch(processes, tmp_path):
     from test_e2e import Stack
 
+    REDIS_TLS.update(_tls_certificates(tmp_path))
     redis_ports = [free_port() for _ in range(3)]
     sentinel_ports = [free_port() for _ in range(3)]
     for i, port in enumerate(redis_ports):
-        args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--requirepass", REDIS_PASSWORD,
-                "--masterauth", REDIS_PASSWORD, "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
+        args = ["redis-server", "--port", "0", "--tls-port", str(port), *_tls_args(REDIS_TLS), "--bind", "127.0.0.1",
+                "--requirepass", REDIS_PASSWORD, "--masterauth", REDIS_PASSWORD, "--save", "", "--appendonly", "no",
+                "--dir", str(tmp_path)]
         if i:
             args += ["--replicaof", "127.0.0.1", str(redis_ports[0])]
         processes.start(f"redis{i}", args)
     for i, port in enumerate(sentinel_ports):
         config = tmp_path / f"sentinel{i}.conf"
-        config.write_text(f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+        tls = "".join(f"{key.removeprefix('--')} {value}\n" for key, value in zip(_tls_args(REDIS_TLS)[::2], _tls_args(REDIS_TLS)[1::2]))
+        config.write_text(f"port 0\ntls-port {port}\n{tls}bind 127.0.0.1\ndir {tmp_path}\n"
                           f"sentinel monitor bklog 127.0.0.1 {redis_ports[0]} 2\n"
                           f"sentinel auth-pass bklog {REDIS_PASSWORD}\n"
                           "sentinel down-after-milliseconds bklog 2000\n"
@@ -413,10 +442,11 @@ def test_sentinel_failover_loses_no_accepted_batch(processes, tmp_path):
     # Each sentinel through redis_exporter (Debian's), as roles/monitoring scrapes them.
     exporter = free_port()
     processes.start("redis-exporter", ["prometheus-redis-exporter", "-redis.password", REDIS_PASSWORD,
+                                       "-tls-ca-cert-file", str(REDIS_TLS["ca.crt"]),
                                        "-web.listen-address", f"127.0.0.1:{exporter}"])
     prometheus = _prometheus(processes, tmp_path, [{
         "job_name": "redis_sentinel", "metrics_path": "/scrape",
-        "static_configs": [{"targets": [f"redis://127.0.0.1:{port}" for port in sentinel_ports]}],
+        "static_configs": [{"targets": [f"rediss://127.0.0.1:{port}" for port in sentinel_ports]}],
         "relabel_configs": [{"source_labels": ["__address__"], "target_label": "__param_target"},
                             {"source_labels": ["__param_target"], "target_label": "instance"},
                             {"target_label": "__address__", "replacement": f"127.0.0.1:{exporter}"}]}])
@@ -426,7 +456,7 @@ def test_sentinel_failover_loses_no_accepted_batch(processes, tmp_path):
           == ["2"] * 3, "every sentinel seeing both replicas", 30)
 
     url = ";".join(f"sentinel://:{REDIS_PASSWORD}@127.0.0.1:{port}/0" for port in sentinel_ports)
-    stack = Stack(tmp_path / "bklog", url, BKLOG_REDIS_SENTINEL_MASTER="bklog")
+    stack = Stack(tmp_path / "bklog", url, BKLOG_REDIS_SENTINEL_MASTER="bklog", BKLOG_REDIS_TLS_CA=str(REDIS_TLS["ca.crt"]))
     token = stack.bklog("create_index_set", "app")
     api = stack.bklog("create_api_token", "ops")
     stack.start_gunicorn()
@@ -465,5 +495,15 @@ def test_sentinel_failover_loses_no_accepted_batch(processes, tmp_path):
                                          "print('cache', cache.get('k'))")
         assert out.splitlines()[-1] == "cache v", out
         assert _redis_cli(new_master, "EXISTS", ":1:k") == "1", "the cache did not write to the new master"
+
+        # Nothing answers in clear, and a client that does not trust this CA is refused.
+        plain = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(new_master), "--no-auth-warning",
+                                "-a", REDIS_PASSWORD, "PING"], capture_output=True, text=True, timeout=10)
+        assert "PONG" not in plain.stdout, plain
+        from bklog import connections
+
+        stranger = connections.redis_target(url, "bklog", "/etc/ssl/certs/ca-certificates.crt")
+        with pytest.raises(Exception, match="(?i)certificate verify failed|No master found"):
+            connections.redis_client(stranger).ping()
     finally:
         stack.close()

@@ -35,6 +35,24 @@ def test_a_sentinel_url_names_the_group():
     assert not connections.redis_target("redis://:pw@r1:6379/0", "bklog").is_sentinel
 
 
+def test_a_tls_ca_makes_every_redis_connection_verified_tls():
+    group = connections.redis_target("sentinel://:pw@r1:26379;sentinel://:pw@r2", "bklog", "/etc/bklog/redis-ca.crt")
+    want = {"ssl_cert_reqs": "required", "ssl_check_hostname": True, "ssl_ca_certs": "/etc/bklog/redis-ca.crt"}
+    assert group.tls and group.tls_options() == want
+    # The sentinels (kombu passes sentinel_kwargs to them alone) and the master (broker_use_ssl).
+    sentinel_kwargs = connections.celery_transport_options(group)["sentinel_kwargs"]
+    assert sentinel_kwargs["ssl"] is True and {key: sentinel_kwargs[key] for key in want} == want
+    assert connections.celery_broker_ssl(group)["ssl_ca_certs"] == "/etc/bklog/redis-ca.crt"
+    one = connections.redis_target("rediss://:pw@r1:6379/0", "", "/etc/bklog/redis-ca.crt")
+    assert one.tls_options() == want
+    # rediss:// alone verifies against the system's CAs; plain stays plain.
+    assert connections.redis_target("rediss://r1", "").tls_options() == {"ssl_cert_reqs": "required", "ssl_check_hostname": True}
+    plain = connections.redis_target("redis://r1", "")
+    assert not plain.tls and plain.tls_options() == {} and connections.celery_broker_ssl(plain) is None
+    assert "ssl" not in connections.celery_transport_options(
+        connections.redis_target("sentinel://:pw@r1", "bklog"))["sentinel_kwargs"]
+
+
 @pytest.mark.parametrize("variable, value, message", [
     ("REDIS_URL", "sentinel://:secret@r1;redis://:secret@r2", "'redis://:***@r2' is not sentinel://"),
     ("REDIS_URL", "sentinel://:a@r1;sentinel://:b@r2", "must carry the same password and database"),
@@ -48,6 +66,11 @@ def test_bad_urls_are_refused_at_start_naming_the_variable(variable, value, mess
         Config({variable: value}).validate()
     assert message in str(caught.value) and variable in str(caught.value)
     assert "secret" not in str(caught.value)
+
+
+def test_a_tls_ca_with_a_plain_url_is_refused():
+    with pytest.raises(ConfigError, match="BKLOG_REDIS_TLS_CA asks for TLS but REDIS_URL 'redis://:\\*\\*\\*@r1' is not rediss://"):
+        Config({"REDIS_URL": "redis://:secret@r1", "BKLOG_REDIS_TLS_CA": "/etc/bklog/redis-ca.crt"}).validate()
 
 
 def test_sentinels_need_the_group_name():

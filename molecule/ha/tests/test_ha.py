@@ -32,6 +32,8 @@ VIP = "10.89.177.100"
 BASE = f"http://{VIP}"
 APP = "bklog-ha-app"
 REDIS_PASSWORD = "ha-redis-0123456789"  # group_vars/all.yml
+# redis-cli as the redis role writes it on each data host: over TLS (redis_tls_enabled), to loopback.
+REDIS_CLI = f"REDISCLI_AUTH={REDIS_PASSWORD} bklog-redis-cli"
 PG_PASSWORD = "ha-pg-0123456789"  # group_vars/all.yml
 APP_SPEC = yaml.safe_load((Path(__file__).resolve().parents[3] / "bklog" / "app.yml").read_text())
 # What the kills and the switchover measured (bench/ha_bench.py turns it into docs/benchmarks.md).
@@ -75,7 +77,7 @@ def redis_master() -> str | None:
     """The master's address as a live sentinel names it."""
     for name in group("bklog_redis"):
         if alive(name):
-            out = host(name).run(f"REDISCLI_AUTH={REDIS_PASSWORD} redis-cli -p 26379 SENTINEL get-master-addr-by-name bklog")
+            out = host(name).run(f"{REDIS_CLI} -p 26379 SENTINEL get-master-addr-by-name bklog")
             if out.rc == 0 and out.stdout.split():
                 return out.stdout.split()[0]
     return None
@@ -118,8 +120,18 @@ def test_the_data_tier_is_whole():
     cluster = json.loads(host(group("bklog_postgresql")[0]).check_output("curl -s http://127.0.0.1:8008/cluster"))
     assert "sync_standby" in {m["role"] for m in cluster["members"]}, cluster  # synchronous_mode (group_vars)
     for name in group("bklog_redis"):
-        quorum = host(name).check_output(f"REDISCLI_AUTH={REDIS_PASSWORD} redis-cli -p 26379 SENTINEL ckquorum bklog")
+        quorum = host(name).check_output(f"{REDIS_CLI} -p 26379 SENTINEL ckquorum bklog")
         assert quorum.startswith("OK 3 usable"), quorum
+    # TLS only (redis_tls_enabled in group_vars): nothing answers in clear, the service's CA is the one.
+    for name in group("bklog_redis"):
+        for port in (6379, 26379):
+            plain = host(name).run(f"REDISCLI_AUTH={REDIS_PASSWORD} redis-cli -h {address(name)} -p {port} PING")
+            assert "PONG" not in plain.stdout, (name, port, plain.stdout)
+            verified = host(name).run(f"REDISCLI_AUTH={REDIS_PASSWORD} redis-cli --tls --cacert /etc/redis/tls/ca.crt "
+                                      f"-h {address(name)} -p {port} PING")
+            assert verified.stdout.strip() == "PONG", (name, port, verified.stdout, verified.stderr)
+    env = host(APP).file("/etc/bklog/bklog.env").content_string
+    assert "BKLOG_REDIS_TLS_CA=/etc/bklog/redis-ca.crt" in env and "REDIS_URL='sentinel://" in env
     members = host(group("bklog_consul_servers")[0]).check_output("consul members")
     assert members.count(" alive ") == 4 or members.count("alive") >= 3, members
     # Gossip encrypted on every agent (consul_encrypt_key in group_vars, required as in prod).
@@ -230,9 +242,9 @@ def test_a_data_tier_setting_changed_restarts_one_member_at_a_time(admin_token):
     assert sorted(restarted) == sorted(group("bklog_redis")), restarted
     assert address(restarted[-1]) == master_before, (restarted, master_before)  # the master last
     assert redis_master() not in (None, master_before)
-    redis = f"REDISCLI_AUTH={REDIS_PASSWORD} redis-cli"
+    redis = REDIS_CLI
     for name in group("bklog_redis"):
-        assert host(name).check_output(f"{redis} CONFIG GET maxmemory").split()[-1] == str(600 * 1024 * 1024), name
+        assert host(name).check_output(f"{redis} -p 6379 CONFIG GET maxmemory").split()[-1] == str(600 * 1024 * 1024), name
     servers = re.findall(r"TASK \[consul : Restart consul on (\S+)\]", run.stdout)
     assert sorted(servers) == sorted(group("bklog_consul_servers")), servers
     assert next(n for n, r in patroni_roles().items() if r == "primary") == primary_before
@@ -299,9 +311,9 @@ def _kill_under_load(admin_token: str, pick_victim, what: str) -> dict:
     wait_until(lambda: patroni_roles().get(victim) == "replica", f"{victim} back as a PostgreSQL replica", timeout=180)
     figures["rejoined_as_replica_after_s"] = round(time.time() - back_at, 1)
     assert sorted(patroni_roles().values()) == ["primary", "replica", "replica"]
-    wait_until(lambda: "role:slave" in host(victim).run(f"REDISCLI_AUTH={REDIS_PASSWORD} redis-cli INFO replication").stdout,
+    wait_until(lambda: "role:slave" in host(victim).run(f"{REDIS_CLI} -p 6379 INFO replication").stdout,
                f"{victim}'s Redis a replica", timeout=120)
-    wait_until(lambda: host(victim).run(f"REDISCLI_AUTH={REDIS_PASSWORD} redis-cli -p 26379 SENTINEL ckquorum bklog")
+    wait_until(lambda: host(victim).run(f"{REDIS_CLI} -p 26379 SENTINEL ckquorum bklog")
                .stdout.startswith("OK 3 usable"), "three sentinels again", timeout=120)
     print(f"{what}, after the host came back: {json.dumps(figures)}")
     return figures
