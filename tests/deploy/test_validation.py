@@ -97,6 +97,8 @@ CONSUL = {"bklog_consul_enabled": True, "consul_retry_join": ["infra1"]}
     ("rolling_upgrade.yml", {"bklog_rollout_smoke_token": "t" * 24, "bklog_rollout_lb_hosts": ["lb9"]}, None,
      "bklog_rollout_lb_hosts must be inventory hosts (unknown: ['lb9'])"),
     ("rollback.yml", {}, None, "bklog_rollout_smoke_token must be set (20+ characters"),
+    ("rolling_upgrade.yml", {"bklog_rollout_smoke_token": "t" * 24, "bklog_rollout_backup": False}, None,
+     "bklog_rollout_backup is false in prod: an upgrade whose migration goes wrong then has no way back"),
 ])
 def test_bad_fleet_inventory_fails_before_any_host_is_touched(tmp_path, playbook, overrides, infra, message):
     result = run_site(tmp_path, playbook, infra, **overrides)

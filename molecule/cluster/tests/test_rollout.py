@@ -62,17 +62,23 @@ def _under_load(load, name: str, *extra: str):
     return run, traffic
 
 
-def test_rolling_upgrade_to_v2_under_load(load, admin_token):
+def test_rolling_upgrade_to_v2_under_load(load, admin_token, tmp_path):
     before = running_versions()
     assert set(before.values()) == {"1.0.0"}, before
     # rsyslog on every host ships syslog lines through the balancer all along (roles/log_agent).
     syslog = SyslogTraffic().start()
     try:
-        run, traffic = _under_load(load, "rolling_upgrade.yml", "-e", "bklog_version=2.0.0")
+        run, traffic = _under_load(load, "rolling_upgrade.yml", "-e", "bklog_version=2.0.0", "-e", f"bklog_backup_dir={tmp_path}")
     finally:
         sent = syslog.stop()
     assert run.returncode == 0, run.stdout[-6000:]
     assert set(running_versions().values()) == {"2.0.0"}
+    # The backup taken before the migration (bklog_rollout_backup, on by default): the database of
+    # v1, from before any host ran v2.
+    (backup,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    manifest = json.loads((backup / "manifest.json").read_text())
+    assert manifest["databases"] and (backup / "MANIFEST.sha256").is_file(), manifest
+    assert run.stdout.index("TASK [bklog_backup") < run.stdout.index("TASK [bklog_app : Apply migrations")
     _check_after(traffic)
     # Not one syslog line lost (nor doubled) while each API host and the worker were restarted.
     wait_all_shipped(Load(LB, INDEX_SET, "", admin_token), syslog)
@@ -96,7 +102,9 @@ def broken_source(tmp_path_factory) -> Path:
 
 
 def test_a_broken_v3_stops_at_the_first_batch_and_is_rolled_back(load, broken_source):
-    run, traffic = _under_load(load, "rolling_upgrade.yml", "-e", "bklog_version=3.0.0", "-e", f"bklog_source={broken_source}")
+    run, traffic = _under_load(load, "rolling_upgrade.yml", "-e", "bklog_version=3.0.0", "-e", f"bklog_source={broken_source}",
+                               "-e", "bklog_rollout_backup=false")  # taken before v2 already
+    assert "No backup before this upgrade: bklog_rollout_backup is false" in run.stdout
     assert run.returncode != 0
     assert "was rolled back to 2.0.0" in run.stdout, run.stdout[-6000:]
     versions = running_versions()
