@@ -23,6 +23,17 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import yaml
+
+APP_SPEC = Path(__file__).resolve().parents[1] / "bklog" / "app.yml"
+
+
+class InventoryDumper(yaml.SafeDumper):
+    """YAML as inventories are written by hand: a host with no variables is `name:`, not `name: null`."""
+
+
+InventoryDumper.add_representer(type(None), lambda dumper, _: dumper.represent_scalar("tag:yaml.org,2002:null", ""))
+
 TIERS = [  # (up to lines a day, API instances, worker hosts, database layout)
     (100_000_000, 2, 4, "primary-replica"),
     (500_000_000, 4, 8, "cluster"),
@@ -53,13 +64,21 @@ def parse_volume(text: str) -> int:
     return int(value)
 
 
+def worker_programs() -> list[dict]:
+    """The worker programs of bklog/app.yml (the one list of them), in its order."""
+    return yaml.safe_load(APP_SPEC.read_text(encoding="utf-8"))["celery"]["workers"]
+
+
 def split_workers(hosts: int) -> dict:
-    """Half the worker hosts on the ingest pipeline, a quarter on exports, the rest on the
-    default queue (and beat): the pipeline carries every line, exports are occasional."""
-    pipeline = max(1, hosts // 2)
-    export = max(1, hosts // 4)
-    default = max(1, hosts - pipeline - export)
-    return {"pipeline": pipeline, "async_export": export, "default": default}
+    """The worker hosts shared among app.yml's programs by their fleet_share (the pipeline carries
+    every line, exports are occasional), at least one each; what rounding leaves goes to the
+    first (the default queue's, which runs beat too)."""
+    programs = worker_programs()
+    total = sum(w["fleet_share"] for w in programs)
+    split = {w["name"]: max(1, hosts * w["fleet_share"] // total) for w in programs}
+    first = programs[0]["name"]
+    split[first] += max(0, hosts - sum(split.values()))
+    return split
 
 
 def plan(lines_per_day: int, headroom: float = 0.25) -> Plan:
@@ -80,40 +99,43 @@ def plan(lines_per_day: int, headroom: float = 0.25) -> Plan:
 
 def inventory(p: Plan, env: str) -> dict[str, str]:
     """Files of an inventory skeleton (path relative to the inventory directory -> text)."""
-    def hosts(names, indent):
-        return "".join(f"{' ' * indent}{n}:\n" for n in names)
+    def hosts(names):
+        return {"hosts": {name: None for name in names}}
 
     api = [f"{env}-bklog-api-{i:02d}.example.internal" for i in range(1, p.api_instances + 1)]
     workers, n = {}, 1
-    for queue, count in p.workers_by_queue.items():
-        workers[queue] = [f"{env}-bklog-worker-{i:02d}.example.internal" for i in range(n, n + count)]
+    for program, count in p.workers_by_queue.items():
+        workers[program] = [f"{env}-bklog-worker-{i:02d}.example.internal" for i in range(n, n + count)]
         n += count
     infra = [f"{env}-infra-{i:02d}.example.internal" for i in (1, 2, 3)]
-    files = {"hosts.yml": (
+    search = [f"{env}-bklog-search-{i:02d}.example.internal" for i in (1, 2, 3)] if p.database == "sharded cluster" else []
+    groups = {
+        "bklog": {"children": {"bklog_api": hosts(api),
+                               "bklog_workers": {"children": {f"bklog_workers_{q}": hosts(names) for q, names in workers.items()}}}},
+        "bklog_lb": hosts([f"{env}-bklog-lb-{i:02d}.example.internal" for i in (1, 2)]),
+        "bklog_consul_servers": hosts(infra),
+        "bklog_postgresql": hosts(infra),
+        "bklog_redis": hosts(infra),
+        "bklog_monitoring": hosts(infra[:1]),
+        "bklog_log_agent": None,
+        "bklog_opensearch": hosts(search) if search else None,
+    }
+    header = (
         f"---\n# {env}: sized by scripts/capacity_plan.py for {p.lines_per_day:,} lines a day "
-        f"(+{p.headroom:.0%} headroom: {p.planned_lines_per_day:,}).\n"
-        f"# Database: {p.database}, on the three infra hosts with Redis and Consul. Replace the host names.\n"
-        "all:\n  children:\n    bklog:\n      children:\n        bklog_api:\n          hosts:\n" + hosts(api, 12)
-        + "        bklog_workers:\n          children:\n"
-        + "".join(f"            bklog_workers_{q}:\n              hosts:\n" + hosts(names, 16) for q, names in workers.items())
-        + "    # Two balancers sharing a floating address (keepalived_virtual_ipaddress in group_vars/all).\n"
-        + "    bklog_lb:\n      hosts:\n" + hosts([f"{env}-bklog-lb-{i:02d}.example.internal" for i in (1, 2)], 8)
-        + "    bklog_consul_servers:\n      hosts:\n" + hosts(infra, 8)
-        + "    # The data tier (docs/high-availability.md): PostgreSQL under Patroni, Redis with Sentinel.\n"
-        + "".join(f"    {group}:\n      hosts:\n" + hosts(infra, 8) for group in ("bklog_postgresql", "bklog_redis"))
-        + "    bklog_monitoring:\n      hosts:\n" + hosts([f"{env}-infra-01.example.internal"], 8)
-        + "    # Hosts whose logs rsyslog ships into BK LOG (playbooks/log_agent.yml): add the fleet's.\n"
-        + "    bklog_log_agent:\n"
-        + ("    # The log index on OpenSearch (roles/opensearch; BKLOG_SEARCH_BACKEND=opensearch): the\n"
-           "    # guide's sharded tier. Metadata stays in the database.\n    bklog_opensearch:\n      hosts:\n"
-           + hosts([f"{env}-bklog-search-{i:02d}.example.internal" for i in (1, 2, 3)], 8)
-           if p.database == "sharded cluster" else "    bklog_opensearch:\n"))}
-    for queue, names in workers.items():
-        # beat on one of them at a time, under a Consul lock (roles/celery_workers)
-        beat = f"\ncelery_workers_beat_hosts: \"{{{{ groups['bklog_workers_{queue}'] }}}}\"" if queue == "default" else ""
-        files[f"group_vars/bklog_workers_{queue}/main.yml"] = (
-            f"---\n# Worker hosts of the {queue} queue(s) (names from bklog/app.yml).\n"
-            f"celery_workers_enabled: [{queue}]{beat}\n")
+        f"(+{p.headroom:.0%} headroom: {p.planned_lines_per_day:,}). Replace the host names.\n"
+        f"# Database: {p.database}: PostgreSQL under Patroni and Redis with Sentinel on the three infra\n"
+        "# hosts, with the Consul servers (docs/high-availability.md). Two balancers share a floating\n"
+        "# address (keepalived_virtual_ipaddress in group_vars/all). bklog_log_agent: the hosts whose\n"
+        "# logs rsyslog ships into BK LOG (playbooks/log_agent.yml). bklog_opensearch: the log index on\n"
+        "# OpenSearch (the guide's sharded tier; metadata stays in the database).\n")
+    files = {"hosts.yml": header + yaml.dump({"all": {"children": groups}}, Dumper=InventoryDumper, sort_keys=False)}
+    for program in workers:
+        group_vars = {"celery_workers_enabled": [program]}
+        if program == worker_programs()[0]["name"]:
+            # beat on one of them at a time, under a Consul lock (roles/celery_workers)
+            group_vars["celery_workers_beat_hosts"] = f"{{{{ groups['bklog_workers_{program}'] }}}}"
+        files[f"group_vars/bklog_workers_{program}/main.yml"] = (
+            f"---\n# Worker hosts of the {program} program (bklog/app.yml).\n" + yaml.dump(group_vars, Dumper=InventoryDumper, sort_keys=False))
     return files
 
 

@@ -72,3 +72,11 @@ def test_skeleton_matches_the_example_inventory_of_its_tier(tmp_path, lines, exa
     again = subprocess.run([sys.executable, str(ROOT / "scripts" / "capacity_plan.py"), lines, "--inventory", str(out)],
                            capture_output=True, text=True)
     assert again.returncode == 2 and "exists: choose a new directory" in again.stderr
+
+
+def test_the_worker_programs_and_their_shares_are_app_yml_s():
+    programs = yaml.safe_load((ROOT / "bklog" / "app.yml").read_text())["celery"]["workers"]
+    split = capacity_plan.plan(1_000_000_000).workers_by_queue  # 40 worker hosts
+    assert list(split) == [w["name"] for w in programs]
+    total = sum(w["fleet_share"] for w in programs)
+    assert all(split[w["name"]] >= 40 * w["fleet_share"] // total for w in programs) and sum(split.values()) == 40
