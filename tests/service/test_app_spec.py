@@ -1,7 +1,16 @@
 """app.yml is the single source of truth: check it is coherent with the code that reads it."""
 
+import pytest
+
 from bklog.celery_app import all_queues, app
 from bklog.config import VARIABLES, load_app_spec
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _tasks_discovered():
+    """autodiscover_tasks is lazy: a worker imports the task modules when it starts; so do these
+    checks, run alone or after tests that happened to import them."""
+    app.loader.import_default_modules()
 
 
 def test_every_task_is_routed_to_a_consumed_queue_with_limits():
