@@ -34,5 +34,6 @@ def molecule_measured(scenario: str, file_name: str) -> tuple[Path, float]:
     out = Path(tempfile.mkdtemp(prefix=f"bklog-{scenario}-bench-")) / file_name
     env = {**os.environ, "BKLOG_BENCH_OUT": str(out), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
     started = time.perf_counter()
-    subprocess.run([str(bin_dir / "molecule"), "test", "-s", scenario], cwd=root, env=env, check=True)
+    subprocess.run([str(bin_dir / "molecule"), "--base-config", str(root / ".config" / "molecule" / "config.yml"),
+                    "test", "-s", scenario], cwd=root, env=env, check=True)
     return out, time.perf_counter() - started

@@ -16,6 +16,9 @@ suite_done() {
   mark=$SECONDS
 }
 export PATH="$PWD/.venv/bin:$PATH"
+# Every scenario's shared settings (.config/molecule/config.yml), named explicitly: molecule finds
+# that file by itself only at the root of a git checkout, not in an unpacked copy of the tree.
+molecule() { command molecule --base-config "$PWD/.config/molecule/config.yml" "$@"; }
 
 run_dir=$(mktemp -d /tmp/bklog-test.XXXXXX)
 chmod 755 "$run_dir"
