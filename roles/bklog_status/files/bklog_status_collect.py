@@ -16,6 +16,7 @@ import os
 import re
 import shlex
 import socket
+import ssl
 import subprocess
 import urllib.parse
 import urllib.request
@@ -80,19 +81,23 @@ def _redis_command(sock, *words: str):
     return line[1:]
 
 
-def _redis_login(address: tuple[str, int], password: str, username: str = "") -> socket.socket:
+def _redis_login(address: tuple[str, int], password: str, username: str = "", tls: bool = False,
+                 tls_ca: str = "") -> socket.socket:
     sock = socket.create_connection(address, timeout=5)
+    if tls:  # as the service connects (BKLOG_REDIS_TLS_CA): the chain and the name or address verified
+        sock = ssl.create_default_context(cafile=tls_ca or None).wrap_socket(sock, server_hostname=address[0])
     if password:
         _redis_command(sock, *(["AUTH", username, password] if username else ["AUTH", password]))
     return sock
 
 
-def _sentinel_master(items: list[urllib.parse.ParseResult], master_name: str) -> tuple[str, int]:
+def _sentinel_master(items: list[urllib.parse.ParseResult], master_name: str, tls_ca: str = "") -> tuple[str, int]:
     """The master's address as the first sentinel that answers names it."""
     problems = []
     for item in items:
         try:
-            with _redis_login((item.hostname, item.port or 26379), urllib.parse.unquote(item.password or "")) as sock:
+            with _redis_login((item.hostname, item.port or 26379), urllib.parse.unquote(item.password or ""),
+                              tls=bool(tls_ca), tls_ca=tls_ca) as sock:
                 sock.sendall(f"*3\r\n$8\r\nSENTINEL\r\n$23\r\nget-master-addr-by-name\r\n${len(master_name)}\r\n"
                              f"{master_name}\r\n".encode())
                 reply = sock.makefile("rb")
@@ -107,20 +112,21 @@ def _sentinel_master(items: list[urllib.parse.ParseResult], master_name: str) ->
     raise RuntimeError("; ".join(problems) or "no sentinel in REDIS_URL")
 
 
-def backlog(redis_url: str, queues: list[str], master_name: str = "bklog") -> dict:
+def backlog(redis_url: str, queues: list[str], master_name: str = "bklog", tls_ca: str = "") -> dict:
     """LLEN of each queue's list on the broker (Celery's Redis transport keeps a queue in a list);
     with a Sentinel group, on the master the sentinels name."""
     if not redis_url:
         return {"error": "no broker: REDIS_URL is empty (embedded mode runs tasks inline)"}
     items = [urllib.parse.urlparse(item) for item in redis_url.split(";") if item.strip()]
     url = items[0]
-    if url.scheme not in ("redis", "sentinel"):
+    if url.scheme not in ("redis", "rediss", "sentinel"):
         return {"error": f"{url.scheme}:// brokers are not read by this report"}
     address = (url.hostname or "localhost", url.port or 6379)
     try:
         if url.scheme == "sentinel":
-            address = _sentinel_master(items, master_name)
-        with _redis_login(address, urllib.parse.unquote(url.password or ""), urllib.parse.unquote(url.username or "")) as sock:
+            address = _sentinel_master(items, master_name, tls_ca)
+        with _redis_login(address, urllib.parse.unquote(url.password or ""), urllib.parse.unquote(url.username or ""),
+                          tls=url.scheme == "rediss" or bool(tls_ca), tls_ca=tls_ca) as sock:
             db = (url.path or "/0").strip("/") or "0"
             _redis_command(sock, "SELECT", db)
             report = {"queues": {q: int(_redis_command(sock, "LLEN", q)) for q in queues}}
@@ -189,7 +195,7 @@ def main() -> None:
         "programs": programs(),
         "consul_checks": consul_checks(args.consul_url) if args.consul_url else [],
         "backlog": backlog(env.get("REDIS_URL", ""), [q for q in args.queues.split(",") if q],
-                           env.get("BKLOG_REDIS_SENTINEL_MASTER") or "bklog"),
+                           env.get("BKLOG_REDIS_SENTINEL_MASTER") or "bklog", env.get("BKLOG_REDIS_TLS_CA", "")),
         "resources": resources(args.root),
     }
     report["problems"] = problems(report, args)
