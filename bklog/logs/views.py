@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import re
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
@@ -30,6 +31,8 @@ from bklog.logs.models import (
 from bklog.logs.parsing import validate_parse_rule
 from bklog.logs.search import SearchError, SearchRequest, check_param, parse_time, validate
 from bklog.logs.store import StoreUnavailable, line_store
+
+log = logging.getLogger(__name__)
 
 RESERVED_SEARCH_PARAMS = {"q", "start", "end", "size", "cursor"}
 API_BODY_MAX_BYTES = 1024 * 1024  # index set and export requests: a few hundred bytes in practice
@@ -382,11 +385,10 @@ def exports_view(request, index_set: IndexSet):
     if settings.BKLOG_PIPELINE_ASYNC:
         try:
             run_export.apply_async(args=[str(job.id)])
-        except Exception as exc:
+        except Exception as exc:  # as ingest's: kombu's errors, and a TLS or socket error from below it
             job.delete()
-            if exc.__class__.__module__.startswith(("kombu", "redis", "celery")):
-                return error(503, f"the task broker is unavailable ({exc.__class__.__name__}); no export was created")
-            raise
+            log.warning("broker refused export %s: %r", job.id, exc)
+            return error(503, f"the task broker is unavailable ({exc.__class__.__name__}); no export was created")
     if not settings.BKLOG_PIPELINE_ASYNC:
         # No worker: the export runs here, within BKLOG_INLINE_EXPORT_TIMEOUT (below gunicorn's
         # timeout, so the worker is never killed mid-export); past it the job fails, saying why.
