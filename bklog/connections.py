@@ -108,6 +108,11 @@ class RedisTarget:
         return {"ssl_cert_reqs": "required", "ssl_check_hostname": True,
                 **({"ssl_ca_certs": self.tls_ca} if self.tls_ca else {})}
 
+    def ssl_kwargs(self) -> dict:
+        """Those options with redis-py's switch to TLS, for clients built from keywords (a sentinel:
+        its connections have no URL scheme to say rediss)."""
+        return {"ssl": True, **self.tls_options()} if self.tls else {}
+
     @property
     def is_sentinel(self) -> bool:
         return bool(self.sentinels)
@@ -154,19 +159,14 @@ def celery_transport_options(target: RedisTarget) -> dict:
         # The sentinels themselves ask for the password too (kombu passes the URL's password only
         # to the master).
         options["sentinel_kwargs"] = {"password": target.password, "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
-                                      "socket_timeout": REDIS_SOCKET_TIMEOUT,
-                                      **({"ssl": True, **target.tls_options()} if target.tls else {})}
+                                      "socket_timeout": REDIS_SOCKET_TIMEOUT, **target.ssl_kwargs()}
     return options
 
 
 def celery_broker_ssl(target: RedisTarget) -> dict | None:
-    """Celery's broker_use_ssl: the master's (or the one server's) connections verified, or None."""
-    if not target.tls:
-        return None
-    import ssl
-
-    return {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_check_hostname": True,
-            **({"ssl_ca_certs": target.tls_ca} if target.tls_ca else {})}
+    """Celery's broker_use_ssl: the master's (or the one server's) connections verified, or None.
+    kombu hands the dict to redis-py's connections as it is."""
+    return target.tls_options() or None
 
 
 _clients: dict[RedisTarget, object] = {}
@@ -184,8 +184,8 @@ def redis_client(target: RedisTarget):
         if client is None:
             timeouts = {"socket_connect_timeout": REDIS_CONNECT_TIMEOUT, "socket_timeout": REDIS_SOCKET_TIMEOUT,
                         "socket_keepalive": True, "socket_keepalive_options": REDIS_KEEPALIVE_OPTIONS}
-            tls = {"ssl": True, **target.tls_options()} if target.tls else {}
             if target.is_sentinel:
+                tls = target.ssl_kwargs()
                 sentinel = Sentinel(list(target.sentinels), sentinel_kwargs={"password": target.password, **timeouts, **tls},
                                     password=target.password, db=target.db, **timeouts, **tls)
                 client = sentinel.master_for(target.master_name)
