@@ -47,6 +47,13 @@ def run_site(tmp_path: Path, playbook: str = "site.yml", infra: dict | None = No
 
 @pytest.mark.parametrize("overrides, message", [
     ({"celery_workers_enabled": ["default", "pipline"]}, "celery_workers_enabled names unknown worker(s) ['pipline']"),
+    ({"bklog_backup_schedule_enabled": True, "bklog_backup_schedule_keep": 0},
+     "scheduled backups (bklog_backup_schedule_enabled): bklog_backup_schedule_keep=0 must be a whole number from 1"),
+    ({"bklog_backup_schedule_enabled": True, "bklog_backup_schedule_hosts": ["db9"], "bklog_backup_schedule_dir": "/"},
+     "bklog_backup_schedule_hosts must be bklog hosts, the ones holding the database (not: db9); "
+     'bklog_backup_schedule_dir="/" must be an absolute directory'),
+    ({"bklog_backup_schedule_enabled": True, "bklog_backup_schedule_max_age_hours": "a day"},
+     "argument 'bklog_backup_schedule_max_age_hours' is of type str and we were unable to convert to float"),
     ({"celery_workers_overrides": {"pipeline": {"concurrency": 0}}}, "celery_workers_overrides.pipeline"),
     ({"celery_workers_overrides": {"exporter": {"concurrency": 2}}}, "celery_workers_overrides names unknown worker(s) ['exporter']"),
     ({"nginx_listen_port": 70000}, "nginx_listen_port=70000 is not a port (1-65535)"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -114,3 +115,59 @@ def test_a_damaged_backup_is_refused_before_anything_stops(tmp_path):
     assert run.returncode != 0
     assert "is damaged, nothing was restored" in run.stdout and f"{name}/dumpdata.json: checksum differs" in run.stdout
     assert _host(name).check_output("supervisorctl pid all") == pids
+
+
+def test_the_timer_backs_up_on_the_host_and_restore_takes_it(written, tmp_path):
+    """bklog-backup.timer (bklog_backup_schedule_enabled in host_vars, keep 2): the backup its service
+    writes on the host is backup.yml's, complete and counted; the oldest beyond 2 are deleted; the
+    outcome reaches node_exporter's textfile collector; a failed run says so and keeps nothing half
+    written; and restore.yml restores the newest from the controller."""
+    index_set = written
+    base = "/var/backups/bklog-scheduled"
+    metrics = "/var/lib/prometheus/node-exporter/bklog_backup.prom"
+    for name in inventory_hosts("bklog"):
+        host = _host(name)
+        assert host.service("bklog-backup.timer").is_enabled and host.service("bklog-backup.timer").is_running
+        assert "02:30:00" in host.check_output("systemctl cat bklog-backup.timer")
+        # node_exporter's directory (monitoring's package makes it; this scenario has no monitoring).
+        host.check_output("install -d /var/lib/prometheus/node-exporter")
+        before = _counts(name)
+        for _ in range(3):
+            host.check_output("systemctl start bklog-backup.service")  # oneshot: returns when it is done
+        backups = sorted(host.check_output(f"ls {base}").split())
+        assert len(backups) == 2 and all(len(b) == 16 and b.endswith("Z") for b in backups), backups
+        newest = f"{base}/{backups[-1]}"
+        manifest = json.loads(host.check_output(f"python3 /usr/local/lib/bklog-backup/backup_manifest.py verify {newest}"))
+        assert manifest["hosts"] == [name]
+        db = manifest["databases"][name]
+        assert db["kind"] == "sqlite" and db["native_lines"] == before and db["lines"] == before, (db, before)
+        assert host.file(base).mode == 0o700 and host.file(base).user == "root"
+        text = host.file(metrics).content_string
+        assert "bklog_backup_last_run_failed 0" in text and "bklog_backup_max_age_seconds 93600" in text, text
+        succeeded = int(next(line.split()[1] for line in text.splitlines()
+                             if line.startswith("bklog_backup_last_success_timestamp_seconds ")))
+        assert abs(succeeded - time.time()) < 300
+
+        # The service's command missing: the run fails, says so, keeps the last success and no partial backup.
+        host.check_output("mv /usr/local/bin/bklog /usr/local/bin/bklog.away")
+        try:
+            assert host.run("systemctl start bklog-backup.service").rc != 0
+        finally:
+            host.check_output("mv /usr/local/bin/bklog.away /usr/local/bin/bklog")
+        text = host.file(metrics).content_string
+        assert "bklog_backup_last_run_failed 1" in text and f"bklog_backup_last_success_timestamp_seconds {succeeded}\n" in text, text
+        assert sorted(host.check_output(f"ls -A {base}").split()) == backups
+        assert host.run("ls -A /var/backups/bklog | grep -E '^[0-9]{8}T'").stdout == ""
+        assert "/usr/local/bin/bklog could not run" in host.check_output("journalctl -u bklog-backup.service -n 20 --no-pager")
+
+    # The operator's way back: the newest scheduled backup copied to the controller, then restore.yml.
+    name = inventory_hosts("bklog")[0]
+    host = _host(name)
+    newest = sorted(host.check_output(f"ls {base}").split())[-1]
+    subprocess.run(["podman", "cp", f"{name}:{base}/{newest}", str(tmp_path / newest)], check=True)
+    expected = _counts(name)
+    host.check_output(f"bklog shell -c 'from bklog.logs.models import IndexSet; IndexSet.objects.filter(name=\"{index_set}\").delete()'")
+    assert index_set not in _counts(name)
+    run = run_playbook("restore.yml", "--limit", name, "-e", f"bklog_backup_restore_from={tmp_path / newest}", timeout=900)
+    assert run.returncode == 0, run.stdout[-5000:]
+    assert _counts(name) == expected

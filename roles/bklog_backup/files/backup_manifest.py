@@ -36,7 +36,8 @@ def files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p.name != SUMS)
 
 
-def write(root: Path) -> None:
+def write(root: Path, name: str = "") -> None:
+    """name: the backup's, when root is still being written under another (bklog-backup's .partial)."""
     databases = {}
     for host_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         info = host_dir / "database.json"
@@ -45,7 +46,7 @@ def write(root: Path) -> None:
             db["lines"] = {name: sum(1 for _ in (host_dir / "lines" / f"{name}.jsonl").open("rb"))
                            for name in db["index_sets"]}
             databases[host_dir.name] = db
-    manifest = {"name": root.name, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    manifest = {"name": name or root.name, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "hosts": sorted(p.name for p in root.iterdir() if p.is_dir()), "databases": databases}
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     (root / SUMS).write_text("".join(f"{sha256(p)}  {p.relative_to(root)}\n" for p in files(root)))
