@@ -72,6 +72,23 @@ def _unavailable(exc: Exception) -> bool:
                                    "read-only", "recovery", "timeout expired"))
 
 
+def _database_answers() -> bool:
+    """For a database error neither its code nor its text explains: does a new connection answer?
+    If not, the database is what failed (a server lost mid-statement fails in ways no list names),
+    and the client should retry; if it does, the error is ours. One connection attempt, bounded by
+    the connect timeout, and only after an error."""
+    try:
+        connection.close()
+    except DatabaseError:
+        pass  # already gone
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return True
+    except DatabaseError:
+        return False
+
+
 class JsonErrorsMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
@@ -86,7 +103,7 @@ class JsonErrorsMiddleware:
         return response
 
     def process_exception(self, request, exception):
-        if isinstance(exception, DatabaseError) and _unavailable(exception):
+        if isinstance(exception, DatabaseError) and (_unavailable(exception) or not _database_answers()):
             log.warning("database unavailable for %s %s: %s", request.method, request.path, exception)
             # The next request opens a new connection, which finds the primary (a connection to a
             # demoted primary still answers Django's health check, SELECT 1).

@@ -123,7 +123,7 @@ def _field_filter(name: str, value: str) -> RawSQL:
     candidates = field_candidates(value)
     if connection.vendor == "postgresql":
         sql = "(logs_logline.fields -> %s) IN (" + ", ".join(["%s::jsonb"] * len(candidates)) + ")"
-        return RawSQL(sql, [name, *(json.dumps(c) for c in candidates)], output_field=BooleanField())
+        return _condition(sql, [name, *(json.dumps(c) for c in candidates)])
     # SQLite: json_each's key is the real key (a JSON path would need escaping SQLite lacks).
     tests, params = ["(f.type = 'text' AND f.atom = %s)"], [value]
     for candidate in candidates[1:]:
@@ -135,7 +135,13 @@ def _field_filter(name: str, value: str) -> RawSQL:
             params.append(candidate)
     sql = ("EXISTS (SELECT 1 FROM json_each(logs_logline.fields) AS f WHERE f.key = %s AND ("
            + " OR ".join(tests) + "))")
-    return RawSQL(sql, [name, *params], output_field=BooleanField())
+    return _condition(sql, [name, *params])
+
+
+def _condition(sql: str, params: list) -> RawSQL:
+    """A WHERE condition in SQL Django cannot express (full text, JSON keys), with its values as
+    parameters: a boolean expression for filter(), not QuerySet.extra() (Django's last resort)."""
+    return RawSQL(sql, params, output_field=BooleanField())
 
 
 def _base(index_set: IndexSet, request: SearchRequest) -> QuerySet:
@@ -165,12 +171,12 @@ def filtered(index_set: IndexSet, request: SearchRequest, tree=None, plan: str =
         return qs
     if connection.vendor == "postgresql":
         sql, params = querylang.to_tsquery_sql(tree)
-        return qs.extra(where=[f"to_tsvector('simple', logs_logline.message) @@ {sql}"], params=params)
+        return qs.filter(_condition(f"to_tsvector('simple', logs_logline.message) @@ {sql}", params))
     if connection.vendor == "sqlite":
         expr, negated = querylang.to_fts5(tree)
         if negated:
-            return qs.extra(where=["NOT " + _SQLITE_PROBE], params=[expr])
-        return qs.extra(where=[_SQLITE_PROBE if plan == "probe" else _SQLITE_DRIVE], params=[expr])
+            return qs.filter(_condition("NOT " + _SQLITE_PROBE, [expr]))
+        return qs.filter(_condition(_SQLITE_PROBE if plan == "probe" else _SQLITE_DRIVE, [expr]))
     raise RuntimeError(f"no full-text backend for database vendor {connection.vendor}")  # pragma: no cover
 
 

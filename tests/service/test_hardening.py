@@ -486,3 +486,31 @@ def test_a_database_that_cannot_be_reached_is_a_503_with_retry_after(client, adm
     r = client.get("/api/v1/index_sets/app", **auth(admin_token))
     assert "database is unavailable" in assert_json_refusal(r, 503)["error"]
     assert r["Retry-After"] == "5"
+
+
+@pytest.mark.django_db(transaction=True)  # as in production: no test transaction around the request
+@pytest.mark.parametrize("database_answers, status", [(False, 503), (True, 500)])
+def test_an_unexplained_database_error_is_a_503_only_when_the_database_does_not_answer(
+        client, admin_token, monkeypatch, make_index_set, database_answers, status):
+    """An error whose code and text say nothing (as a server killed mid-statement can give): the
+    middleware asks the database itself. The failing statement and the dead server are test
+    doubles: the suite's database stays up (tests/engine/test_failover.py kills real ones)."""
+    from django.db import DatabaseError, OperationalError, connection
+
+    from bklog.logs import views
+
+    make_index_set("app")
+
+    def failing(*args, **kwargs):
+        raise DatabaseError("something the driver could not name")
+
+    monkeypatch.setattr(views.line_store(), "count", failing)
+    if not database_answers:
+        def refused(*args, **kwargs):
+            raise OperationalError("no server answers")
+
+        monkeypatch.setattr(connection, "ensure_connection", refused)
+    client.raise_request_exception = False
+    r = client.get("/api/v1/index_sets/app", **auth(admin_token))
+    body = assert_json_refusal(r, status)
+    assert ("database is unavailable" in body["error"]) == (status == 503), body

@@ -6,10 +6,12 @@ backup is refused before anything stops."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
 import json
-import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -164,7 +166,9 @@ def test_the_timer_backs_up_on_the_host_and_restore_takes_it(written, tmp_path):
     name = inventory_hosts("bklog")[0]
     host = _host(name)
     newest = sorted(host.check_output(f"ls {base}").split())[-1]
-    subprocess.run(["podman", "cp", f"{name}:{base}/{newest}", str(tmp_path / newest)], check=True)
+    archive = host.check_output(f"tar -C {base} -czf - {newest} | base64 -w0")
+    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(archive))) as tar:
+        tar.extractall(tmp_path, filter="data")
     expected = _counts(name)
     host.check_output(f"bklog shell -c 'from bklog.logs.models import IndexSet; IndexSet.objects.filter(name=\"{index_set}\").delete()'")
     assert index_set not in _counts(name)

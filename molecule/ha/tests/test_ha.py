@@ -287,26 +287,29 @@ def _kill_under_load(admin_token: str, pick_victim, what: str) -> dict:
         "failed_by_status": {str(s): sum(1 for f in failures if f["status"] == s) for s in {f["status"] for f in failures}},
     }
     print(f"\n{what}: {json.dumps(figures)}")
-    assert pg_at - lost_at < 30 and redis_at - lost_at < 30, figures
-    for failure in failures:  # refusals inside the failover window, and only the retryable kind
-        assert failure["status"] == 503, failure
+    try:
+        assert pg_at - lost_at < 30 and redis_at - lost_at < 30, figures
+        for failure in failures:  # refusals inside the failover window, and only the retryable kind
+            assert failure["status"] == 503, failure
 
-    # Every line answered 2xx is searchable, once: the pipeline indexes what the broker kept, and
-    # the safety net sends again a batch or export whose task went down with the Redis master.
-    _requeue_lost_tasks()
-    figures["lines_accepted"], figures["lines_searchable"] = load.sent_lines, _all_lines_searchable(load, index_set)
+        # Every line answered 2xx is searchable, once: the pipeline indexes what the broker kept, and
+        # the safety net sends again a batch or export whose task went down with the Redis master.
+        _requeue_lost_tasks()
+        figures["lines_accepted"], figures["lines_searchable"] = load.sent_lines, _all_lines_searchable(load, index_set)
 
-    def exports_finished() -> bool:
-        statuses = [json.loads(load.request("GET", f"/api/v1/exports/{job}")[1])["status"] for job in load.export_jobs]
-        assert "failed" not in statuses, statuses
-        return all(s == "done" for s in statuses)
+        def exports_finished() -> bool:
+            statuses = [json.loads(load.request("GET", f"/api/v1/exports/{job}")[1])["status"] for job in load.export_jobs]
+            assert "failed" not in statuses, statuses
+            return all(s == "done" for s in statuses)
 
-    _requeue_lost_tasks()
-    wait_until(exports_finished, "every export done", timeout=180, every=2)
-    figures["exports_done"] = len(load.export_jobs)
-
-    # The host comes back (systemd starts Consul, Patroni and Redis): it rejoins as a replica.
-    subprocess.run(["podman", "start", victim], check=True, capture_output=True)
+        _requeue_lost_tasks()
+        wait_until(exports_finished, "every export done", timeout=180, every=2)
+        figures["exports_done"] = len(load.export_jobs)
+    finally:
+        # The host comes back (systemd starts Consul, Patroni and Redis) whatever the checks found:
+        # a later test must not start a host short (a second kill would then take a quorum).
+        subprocess.run(["podman", "start", victim], check=True, capture_output=True)
+    # It rejoins as a replica.
     back_at = time.time()
     wait_until(lambda: patroni_roles().get(victim) == "replica", f"{victim} back as a PostgreSQL replica", timeout=180)
     figures["rejoined_as_replica_after_s"] = round(time.time() - back_at, 1)
