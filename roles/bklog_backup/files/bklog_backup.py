@@ -34,8 +34,8 @@ import backup_manifest  # noqa: E402 (beside this script: the controller's manif
 
 BKLOG = "/usr/local/bin/bklog"  # bklog_app's command: the running release, as the service user
 METRICS = "bklog_backup.prom"
-# The time-series data of the rate limit and finished export files are transient (seconds, hours);
-# the native dump has them, the portable dumpdata leaves them out (a restored export answers 410).
+# The rate limit's counting windows and finished export files are transient (seconds, hours): the
+# native dump has them, the portable dumpdata leaves them out (a restored export answers 410).
 DUMPDATA_EXCLUDES = ("logs.logline", "logs.exportchunk", "logs.ingestratewindow")
 
 
@@ -104,16 +104,17 @@ def write_metrics(config: dict, failed: bool, started: float, size: int = 0) -> 
         for line in path.read_text().splitlines():
             if line.startswith("bklog_backup_last_success_timestamp_seconds "):
                 last_success = int(float(line.split()[1]))
+    now = time.time()
     values = {
         "last_run_failed": ("1 when the last scheduled backup failed", int(failed)),
-        "last_run_timestamp_seconds": ("when the last scheduled backup ended", round(time.time())),
+        "last_run_timestamp_seconds": ("when the last scheduled backup ended", round(now)),
         "last_success_timestamp_seconds": ("when the last scheduled backup succeeded",
-                                           last_success if failed else round(time.time())),
+                                           last_success if failed else round(now)),
         "max_age_seconds": ("the oldest the newest backup may be (bklog_backup_schedule_max_age_hours)",
                             config["max_age_seconds"]),
     }
     if not failed:
-        values["last_duration_seconds"] = ("how long the last successful backup took", round(time.time() - started, 1))
+        values["last_duration_seconds"] = ("how long the last successful backup took", round(now - started, 1))
         values["last_size_bytes"] = ("size of the last successful backup", size)
     text = "".join(f"# HELP bklog_backup_{name} {help_}\n# TYPE bklog_backup_{name} gauge\nbklog_backup_{name} {value}\n"
                    for name, (help_, value) in values.items())
@@ -135,7 +136,7 @@ def scheduled(config: dict) -> None:
         stage(config, staging, database=True)
         partial.mkdir(mode=0o700)
         shutil.move(str(staging), str(partial / config["host"]))
-        subprocess.run(["chown", "-R", "root:root", str(partial)], check=True)
+        run(["chown", "-R", "root:root", str(partial)])
         backup_manifest.write(partial, stamp)  # prints the manifest: the journal keeps it
         final = base / stamp
         partial.rename(final)
