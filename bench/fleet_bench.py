@@ -2,16 +2,16 @@
 once) and a rolling upgrade of the same hosts, in batches of `--serial` hosts, with the wall time
 of each batch. It shows what grows with hosts and what with batches.
 
-    uv run python bench/fleet_bench.py [--hosts 1 2 4] [--serial 2] [--cluster] [--write]
+    uv run python bench/fleet_bench.py [--hosts 1 2 4] [--serial 2] [--fleet] [--write]
 
---cluster also runs `molecule test -s cluster` and reports its upgrades under load through the
-balancer: wall time, time of each batch, requests served and failed, lines and exports.
---cluster-results FILE reports them from a run made elsewhere (BKLOG_BENCH_OUT=FILE in the
-environment of `molecule test -s cluster`, or of `.ci/run`) instead.
+--fleet also runs `molecule test -s ha` and reports its upgrades under load through the floating
+address: wall time, time of each batch, requests served and failed, lines and exports.
+--fleet-results FILE reports them from a run made elsewhere instead: the bklog-ha-rollouts.jsonl
+its verify step wrote beside the playbook logs (BKLOG_MOLECULE_LOG_DIR, or /tmp).
 
 Hosts are podman containers from scripts/build-images.sh, reached over SSH (as molecule does),
 each a whole all-in-one installation (nginx, gunicorn, workers, Redis, SQLite). Requests served
-and failed during upgrades under load are measured by molecule/cluster (see docs/benchmarks.md).
+and failed during upgrades under load are measured by molecule/ha (see docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -58,22 +58,23 @@ def batch_seconds(log: str) -> list[float]:
     return [((starts[i + 1] if i + 1 < len(starts) else end) - s).total_seconds() for i, s in enumerate(starts)]
 
 
-def cluster_section(results: Path | None) -> str:
-    """`molecule test -s cluster`, its upgrades measured by its own tests (test_rollout.py)."""
+def fleet_section(results: Path | None) -> str:
+    """`molecule test -s ha`, its upgrades measured by its own tests (test_6_rollout.py)."""
     import json
 
     total = None
     if results is None:
-        results, total = molecule_measured("cluster", "runs.jsonl")
+        results, total = molecule_measured("ha", "bklog-ha-rollouts.jsonl")
     out = results
 
     lines = [
-        f"## Rolling upgrades of the cluster under load — {datetime.now().strftime('%Y-%m-%d %H:%M')}",
+        f"## Rolling upgrades of the HA fleet under load — {datetime.now().strftime('%Y-%m-%d %H:%M')}",
         "",
-        f"Machine: {os.cpu_count()} cores; `molecule/cluster` (infra host with Consul server, PostgreSQL, Redis and the "
-        "nginx balancer; 2 API hosts, Debian 12 and 13; 1 worker host), reached over SSH. Load through the balancer "
-        "during each playbook: 12 searches/s, 4 ingests/s of 5 lines, an export every 5 s. One host per batch "
-        "(serial 1), API hosts first. " + (f"Whole `molecule test -s cluster`: {total / 60:.1f} min. " if total else "")
+        f"Machine: {os.cpu_count()} cores; `molecule/ha` (three data hosts: Consul servers, Patroni, Redis with "
+        "Sentinel; 2 app hosts, Debian 13 and 12, each the API and every worker; 2 balancers sharing a floating "
+        "address), reached over SSH. Load through the floating address during each playbook: 12 searches/s, "
+        "4 ingests/s of 5 lines, an export every 5 s. One host per batch (serial 1). "
+        + (f"Whole `molecule test -s ha`: {total / 60:.1f} min. " if total else "")
         + f"One run (bench/fleet_bench.py, from {'its own molecule run' if total else results.name}).",
         "",
         "| playbook | wall s | s per batch (each) | requests served | failed | lines ingested (all searchable) | exports (all done) |",
@@ -88,14 +89,14 @@ def cluster_section(results: Path | None) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--hosts", type=int, nargs="*", default=[1, 2, 4], help="none: the cluster part only")
+    parser.add_argument("--hosts", type=int, nargs="*", default=[1, 2, 4], help="none: the fleet part only")
     parser.add_argument("--serial", type=int, default=2)
     parser.add_argument("--no-upgrade", action="store_true", help="deploy times only")
-    parser.add_argument("--cluster", action="store_true")
-    parser.add_argument("--cluster-results", type=Path)
+    parser.add_argument("--fleet", action="store_true")
+    parser.add_argument("--fleet-results", type=Path)
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
-    cluster_text = cluster_section(args.cluster_results) if args.cluster or args.cluster_results else ""
+    fleet_text = fleet_section(args.fleet_results) if args.fleet or args.fleet_results else ""
     subprocess.run([str(ROOT / "scripts" / "build-images.sh"), "bookworm"], check=True, capture_output=True)
     rows = []
     for count in args.hosts:
@@ -127,9 +128,9 @@ def main() -> None:
         print(f"{count} host(s): deploy {deploy_s:.0f} s{upgrade_text}", file=sys.stderr)
 
     if not rows:
-        print(cluster_text)
-        if args.write and cluster_text:
-            append_section(cluster_text)
+        print(fleet_text)
+        if args.write and fleet_text:
+            append_section(fleet_text)
         return
     # --no-upgrade: the deploy columns only (no upgrade ran: nothing to print for it).
     upgrade = not args.no_upgrade
@@ -157,7 +158,7 @@ def main() -> None:
     lines += ["", f"From {first[0]} to {last[0]} hosts: {ratios}. "
               "The hosts share this machine's 2 cores, so per-host work (pip installs, service starts) also "
               "competes for CPU; on separate VMs only the controller is shared.", ""]
-    text = cluster_text + "\n".join(lines)
+    text = fleet_text + "\n".join(lines)
     print(text)
     if args.write:
         append_section(text)

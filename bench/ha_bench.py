@@ -74,7 +74,7 @@ def main() -> None:
     parser.add_argument("--results", type=Path, help="figures a molecule/ha verify wrote (skips the run)")
     parser.add_argument("--write", action="store_true", help="append to docs/benchmarks.md")
     args = parser.parse_args()
-    results, total = (args.results, None) if args.results else molecule_measured("ha", "figures.json")
+    results, total = (args.results, None) if args.results else molecule_measured("ha", "bklog-ha-figures.json")
     publish(section(json.loads(results.read_text()), total), args.write)
 
 

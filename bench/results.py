@@ -1,5 +1,5 @@
 """Shared by the bench scripts: appending a section to docs/benchmarks.md, and running a molecule
-scenario whose verify step writes its measurements to a file (BKLOG_BENCH_OUT)."""
+scenario whose verify step writes its measurements to a file (in BKLOG_BENCH_DIR)."""
 
 import os
 import subprocess
@@ -28,11 +28,12 @@ def publish(text: str, write: bool) -> None:
 
 
 def molecule_measured(scenario: str, file_name: str) -> tuple[Path, float]:
-    """`molecule test -s SCENARIO`; returns the file its verify step wrote and the run's seconds."""
+    """`molecule test -s SCENARIO`; returns the file its verify step wrote in BKLOG_BENCH_DIR (a new
+    directory) and the run's seconds."""
     root = Path(__file__).resolve().parents[1]
     bin_dir = Path(sys.executable).parent
     out = Path(tempfile.mkdtemp(prefix=f"bklog-{scenario}-bench-")) / file_name
-    env = {**os.environ, "BKLOG_BENCH_OUT": str(out), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    env = {**os.environ, "BKLOG_BENCH_DIR": str(out.parent), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
     started = time.perf_counter()
     subprocess.run([str(bin_dir / "molecule"), "--base-config", str(root / ".config" / "molecule" / "config.yml"),
                     "test", "-s", scenario], cwd=root, env=env, check=True)

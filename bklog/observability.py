@@ -20,6 +20,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 import bklog
 from bklog.logs.errors import allow
+from bklog.logs.store import line_store
 
 log = logging.getLogger(__name__)
 
@@ -85,24 +86,7 @@ def _check_migrations() -> str:
 
 
 def _check_index() -> str:
-    from bklog.logs.store import line_store
-
     return line_store().check()
-
-
-def check_database_index() -> str:
-    """The database's full-text index is there (SQLite FTS5 and its triggers, PostgreSQL's GIN)."""
-    with connection.cursor() as cursor:
-        if connection.vendor == "sqlite":
-            cursor.execute("SELECT count(*) FROM sqlite_master WHERE type='trigger' AND name LIKE 'logs_logline_fts_%'")
-            if cursor.fetchone()[0] != 3:
-                raise RuntimeError("FTS5 triggers on logs_logline are missing: the log index would drift")
-            cursor.execute("SELECT rowid FROM logs_logline_fts LIMIT 1")
-        else:
-            cursor.execute("SELECT 1 FROM pg_indexes WHERE indexname = 'logs_logline_message_fts'")
-            if cursor.fetchone() is None:
-                raise RuntimeError("GIN index logs_logline_message_fts is missing")
-    return "ok"
 
 
 def _check_broker() -> str:

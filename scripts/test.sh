@@ -45,7 +45,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The molecule hosts' images and the Consul agent of the cluster and ha scenarios (both cached;
+# The molecule hosts' images and the Consul agent of the ha scenario (both cached;
 # minutes to build on a fresh machine): built side by side (debootstrap waits on the network, Go
 # on the CPU) in the background while the other suites run. A marker file says each is done.
 if [[ $what == all || $what == molecule || $what == container ]]; then
@@ -81,12 +81,12 @@ wait_prebuild() {
   prebuilt=yes
 }
 
-# molecule/default, molecule/ha (a data host killed under a light load: Patroni's and Sentinel's
-# failover timings, not CPU) and molecule/opensearch run one after the other in the background
-# beside the suites below as soon as the images are built: most of their time is apt, systemd and
-# service waits, not CPU. default needs no Consul: it goes first, while Consul may still build.
-# The cluster scenario (timed rolling upgrades under load) starts after the other suites.
-background_scenarios=(default ha opensearch)
+# molecule/ha, the longest suite (a fleet of seven hosts: its checks, rolling upgrades under load,
+# then data hosts, a balancer and the beat host killed under a light load: Patroni's and Sentinel's
+# failover timings, not CPU), runs in the background beside the suites below as soon as the images
+# and Consul are built: most of its time is apt, systemd and service waits, not CPU.
+# molecule/default and molecule/opensearch run in the foreground after the other suites.
+background_scenarios=(ha)
 if [[ $what == all || $what == molecule ]]; then
   (
     wait_built images
@@ -156,8 +156,6 @@ fi
 if [[ $what == all || $what == molecule ]]; then
   echo "== molecule"
   wait_prebuild
-  # The cluster starts now, while the background chain may still run: its first ten minutes are
-  # create and converge (apt, systemd), the timed load tests come after the chain has ended.
   for scenario in molecule/*/molecule.yml; do  # molecule/shared holds playbooks, not a scenario
     name=$(basename "$(dirname "$scenario")")
     [[ " ${background_scenarios[*]} " == *" $name "* ]] && continue

@@ -4,12 +4,15 @@
 middleware becomes a JSON 500 (logged with its traceback, never shown: Django's debug page holds
 settings and source), a database that cannot be reached a JSON 503 with Retry-After, and any other
 non-JSON error response (Django's own 400/403/404/405 pages, DisallowedHost, the debug 404) its
-JSON equivalent. It also sets the headers every API answer carries.
+JSON equivalent. It also sets the headers every API answer carries. The OpenTelemetry endpoint's
+refusals, whichever of these made them, become the google.rpc.Status OTLP clients read
+(bklog/logs/otlp.py).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from http import HTTPStatus
 
@@ -89,6 +92,21 @@ def _database_answers() -> bool:
         return False
 
 
+def database_unavailable(request, exception: DatabaseError) -> JsonResponse | None:
+    """The 503 with Retry-After when the database is what failed (down, restarting, demoted); None
+    when the error is ours (a 500)."""
+    if not (_unavailable(exception) or not _database_answers()):
+        return None
+    log.warning("database unavailable for %s %s: %s", request.method, request.path, exception)
+    # The next request opens a new connection, which finds the primary (a connection to a demoted
+    # primary still answers Django's health check, SELECT 1).
+    try:
+        connection.close()
+    except DatabaseError:
+        pass  # already gone
+    return error(503, f"the database is unavailable ({exception.__class__.__name__}); retry later")
+
+
 class JsonErrorsMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
@@ -97,23 +115,29 @@ class JsonErrorsMiddleware:
         response = self.get_response(request)
         if response.status_code >= 400 and not response.get("Content-Type", "").startswith("application/json"):
             response = self._as_json(request, response)
+        if response.status_code >= 400 and getattr(request.resolver_match, "url_name", None) == "otlp_logs":
+            response = self._as_otlp_status(request, response)
         if not request.path.startswith(settings.STATIC_URL):
             response.setdefault("Cache-Control", "no-store")
             response.setdefault("Content-Security-Policy", API_CSP)
         return response
 
     def process_exception(self, request, exception):
-        if isinstance(exception, DatabaseError) and (_unavailable(exception) or not _database_answers()):
-            log.warning("database unavailable for %s %s: %s", request.method, request.path, exception)
-            # The next request opens a new connection, which finds the primary (a connection to a
-            # demoted primary still answers Django's health check, SELECT 1).
-            try:
-                connection.close()
-            except DatabaseError:
-                pass  # already gone
-            return error(503, f"the database is unavailable ({exception.__class__.__name__}); retry later")
+        if isinstance(exception, DatabaseError) and (response := database_unavailable(request, exception)):
+            return response
         log.error("internal error on %s %s", request.method, request.path, exc_info=exception)
         return error(500, "internal server error (logged by the server)")
+
+    @staticmethod
+    def _as_otlp_status(request, response) -> HttpResponse:
+        from bklog.logs import otlp  # protobuf's modules, loaded only where they are needed
+
+        try:
+            message = json.loads(response.content)["error"]
+        except (ValueError, KeyError, TypeError):
+            message = response.reason_phrase
+        body, content_type = otlp.status_body((request.content_type or "").lower(), response.status_code, message)
+        return _with_headers_of(response, HttpResponse(body, status=response.status_code, content_type=content_type))
 
     @staticmethod
     def _as_json(request, response) -> HttpResponse:
@@ -126,11 +150,15 @@ class JsonErrorsMiddleware:
             message = "internal server error (logged by the server)"
         else:
             message = HTTPStatus(status).phrase.lower() if status in HTTPStatus._value2member_map_ else "refused"
-        replacement = error(status, message)
-        for header in ("Allow", "WWW-Authenticate", "Retry-After"):
-            if header in response:
-                replacement[header] = response[header]
-        return replacement
+        return _with_headers_of(response, error(status, message))
+
+
+def _with_headers_of(refusal: HttpResponse, replacement: HttpResponse) -> HttpResponse:
+    """A refusal's replacement keeps what tells the client what to do next."""
+    for header in ("Allow", "WWW-Authenticate", "Retry-After"):
+        if header in refusal:
+            replacement[header] = refusal[header]
+    return replacement
 
 
 def bad_request(request, exception=None):

@@ -12,14 +12,16 @@ a token cannot tell which index sets exist."""
 from __future__ import annotations
 
 import functools
+import json
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import HttpResponse, JsonResponse
+from django.http.request import RawPostDataException
 from django.views.decorators.csrf import csrf_exempt
 
 import bklog
-from bklog.logs import auth, bodies, esbulk
-from bklog.logs.errors import allow
+from bklog.logs import auth, bodies, errors, esbulk
 from bklog.logs.models import INDEX_SET_NAME, IndexSet
 
 # What shippers read to pick their protocol: an 8.x server (the bulk format is the same from 7.x).
@@ -50,7 +52,7 @@ def _incorrect_method(request, allowed: list[str]) -> HttpResponse:
 
 def _methods(*allowed: str):
     """A 405 in the engine's shape for any other method."""
-    return allow(*allowed, refuse=_incorrect_method)
+    return errors.allow(*allowed, refuse=_incorrect_method)
 
 
 def authenticated(view):
@@ -140,6 +142,44 @@ def template(request, name: str):
 @csrf_exempt
 @_methods("POST", "PUT")
 def bulk(request, name: str | None = None):
+    try:
+        response = _bulk(request, name)
+    except DatabaseError as exc:
+        unavailable = errors.database_unavailable(request, exc)
+        if unavailable is None:
+            raise  # ours: the middleware's 500
+        response = _error(503, "unavailable_shards_exception", json.loads(unavailable.content)["error"])
+        response["Retry-After"] = unavailable["Retry-After"]
+    if response.status_code in esbulk.RETRYABLE_STATUSES:
+        response = _with_refused_items(request, name, response)
+    return response
+
+
+def _with_refused_items(request, name: str | None, refusal: HttpResponse) -> HttpResponse:
+    """A whole request refused for now (rate limit, database or broker away), with every item
+    refused too. rsyslog's omelasticsearch never reads the HTTP status, only the items: a reply
+    without them it takes for bad data and drops the batch; with them it retries each item. Clients
+    that read the status retry the whole request, as before. Without a body to count, as it was."""
+    body = getattr(request, "_bklog_bulk_body", None)
+    if body is None:  # refused before the view read it (the token lookup found no database)
+        try:
+            body = bodies.read_body(request, settings.BKLOG_INGEST_MAX_BYTES, "ingest limit")
+        except (bodies.BodyError, RawPostDataException, OSError):
+            return refusal
+    try:
+        items = esbulk.parse(body, name)
+    except esbulk.BulkRequestError:
+        return refusal
+    if len(items) > settings.BKLOG_INGEST_MAX_LINES:
+        return refusal
+    error = json.loads(refusal.content)["error"]
+    answer = _answer(esbulk.refused(items, refusal.status_code, error["type"], error["reason"]), refusal.status_code)
+    if "Retry-After" in refusal:
+        answer["Retry-After"] = refusal["Retry-After"]
+    return answer
+
+
+def _bulk(request, name: str | None) -> HttpResponse:
     token = auth.bearer_token(request)
     if token is None:
         return _unauthorized()
@@ -153,6 +193,7 @@ def bulk(request, name: str | None = None):
     except bodies.BodyError as exc:
         kind = "parse_exception" if exc.status == 400 else "illegal_argument_exception"
         return _error(exc.status, kind, exc.message)
+    request._bklog_bulk_body = body
     try:
         return _answer(esbulk.run(body, name, index_set))
     except esbulk.BulkRequestError as exc:

@@ -38,6 +38,19 @@ class BulkRequestError(Exception):
         return {"error": {"root_cause": [cause], **cause}, "status": self.status}
 
 
+# A whole request refused for now: the rate limit, the database away.
+RETRYABLE_STATUSES = (429, 503)
+
+
+def refused(items: list["Item"], status: int, kind: str, reason: str) -> dict:
+    """The refusal of a whole request (`status`, one of RETRYABLE_STATUSES) that also refuses each
+    item with it: what Elasticsearch's body says, plus items for the shippers that read only those."""
+    for item in items:
+        item.fail(status, kind, reason)
+    return {**BulkRequestError(status, kind, reason).body(), "took": 0, "errors": True,
+            "items": [{item.action: item.result} for item in items]}
+
+
 @dataclass
 class Item:
     action: str

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import logging
 import os
 import socket
 import time
@@ -17,10 +18,16 @@ from django.db.models import Q, Sum
 from django.db.models.functions import Length
 from django.utils import timezone
 
+from bklog.celery_app import app as celery
 from bklog.logs import deadline as budget
 from bklog.logs.models import ExportChunk, ExportJob, IndexSet, line_hit
 from bklog.logs.search import SearchRequest
 from bklog.logs.store import line_store
+
+# The task that runs a job on a worker (bklog/logs/tasks.py takes its name from here; app.yml routes
+# it to its queue): sent by name, so this module and the tasks do not import each other.
+RUN_EXPORT_TASK = "bklog.logs.tasks.run_export"
+log = logging.getLogger(__name__)
 
 CSV_COLUMNS = ["timestamp", "message", "fields"]
 # A running job says it is alive this often; one silent for STALE_AFTER lost its process (killed,
@@ -128,6 +135,32 @@ def run_job(job: ExportJob, timeout: float | None = None, raise_errors: bool = T
             raise
     finally:
         tmp.unlink(missing_ok=True)
+    return job
+
+
+class BrokerUnavailable(RuntimeError):
+    """start_job: the broker refused the job's task; the job is gone again (the API answers 503)."""
+
+
+def start_job(index_set: IndexSet, request: SearchRequest, fmt: str, created_by: str) -> ExportJob:
+    """A new export job, handed to a worker, or run here when there is none (BKLOG_PIPELINE_ASYNC
+    off). The job is committed before its task is published: a worker that picks the task up at
+    once must find the job (published inside the transaction, it could run first, find nothing and
+    ack, leaving the job pending for ever). If the broker refuses, the job is deleted again."""
+    job = ExportJob.objects.create(index_set=index_set, query=request.as_dict(), format=fmt, created_by=created_by)
+    if settings.BKLOG_PIPELINE_ASYNC:
+        try:
+            celery.send_task(RUN_EXPORT_TASK, args=[str(job.id)])
+        except Exception as exc:  # as ingest's: kombu's errors, and a TLS or socket error from below it
+            job.delete()
+            log.warning("broker refused export %s: %r", job.id, exc)
+            raise BrokerUnavailable(f"the task broker is unavailable ({exc.__class__.__name__}); "
+                                    "no export was created") from None
+        return job
+    # No worker: the export runs here, within BKLOG_INLINE_EXPORT_TIMEOUT (below gunicorn's
+    # timeout, so the worker is never killed mid-export); past it the job fails, saying why.
+    run_job(job, timeout=settings.BKLOG_INLINE_EXPORT_TIMEOUT, raise_errors=False)
+    job.refresh_from_db()
     return job
 
 

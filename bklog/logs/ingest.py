@@ -11,13 +11,18 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from bklog.celery_app import app as celery
 from bklog.logs import ratelimit, values
 from bklog.logs.models import DocumentId, IndexSet, IngestBatch
 from bklog.logs.parsing import LineError, parse_line
-from bklog.logs.store import chunks, line_store
+from bklog.logs.lines import chunks
+from bklog.logs.store import line_store
 
 log = logging.getLogger(__name__)
 MAX_REPORTED_LINE_ERRORS = 100
+# The task that indexes a queued batch (bklog/logs/tasks.py takes its name from here; app.yml routes
+# it to its queue): sent by name, so this module and the tasks do not import each other.
+INDEX_BATCH_TASK = "bklog.logs.tasks.index_batch"
 
 
 class BatchRejected(Exception):
@@ -170,15 +175,13 @@ def _store(index_set, lines, parsed, received_at, doc_ops) -> dict:
             store.insert(index_set, parsed, batch=batch, first_id=first_line_id, doc_ids=doc_ids)
         return answer
 
-    from bklog.logs.tasks import index_batch
-
     # Queue inside the transaction: if the broker refuses, the batch is rolled back and the client
     # gets a 503 with nothing stored; the task waits for the commit if it runs first.
     with transaction.atomic():
         batch = IngestBatch.objects.create(id=batch_id, index_set=index_set, received_at=received_at, lines=lines,
                                            line_count=len(parsed), first_line_id=first_line_id, doc_ids=doc_ids)
         try:
-            index_batch.apply_async(args=[str(batch.id)], countdown=0)
+            celery.send_task(INDEX_BATCH_TASK, args=[str(batch.id)], countdown=0)
         except Exception as exc:  # kombu raises OperationalError and friends
             log.error("broker refused batch for %s: %s", index_set.name, exc)
             raise BatchRejected(503, f"the task broker is unavailable ({exc.__class__.__name__}); nothing was stored, retry later") from None

@@ -34,7 +34,7 @@ from opensearchpy.exceptions import NotFoundError, TransportError
 
 from bklog.logs import query as querylang
 from bklog.logs.models import LineIdBlock
-from bklog.logs.store import Line, StoreUnavailable, chunks, current_versions, from_us, to_us
+from bklog.logs.lines import Line, StoreUnavailable, chunks, current_versions, from_us, to_us
 
 log = logging.getLogger(__name__)
 PAGE = 1000

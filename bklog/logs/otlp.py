@@ -6,27 +6,39 @@ when unset, its observed time; else the time received) the timestamp, its severi
 fields (nested key-value lists as dotted names), trace and span ids fields `trace_id` and
 `span_id` (hex). Records that cannot be stored (an attribute holding NaN, a time out of range, an
 empty body) are rejected one by one and counted in the answer's partial success, as the OTLP
-specification says; the others are stored whole, as one batch.
+specification says; the others are stored whole, as one batch. A request refused whole answers its
+HTTP status with a google.rpc.Status body in the request's encoding (JSON for any other), as the
+specification says of every 4xx and 5xx.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
+from google.rpc import code_pb2, status_pb2
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 
+from bklog.logs.lines import from_us
 from bklog.logs.parsing import MESSAGE_KEYS, TIMESTAMP_KEYS, LineError, parse_line
 
 PROTOBUF = "application/x-protobuf"
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # The names of SeverityNumber's ranges (1-4 TRACE ... 21-24 FATAL).
 SEVERITY_NAMES = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
 # Attribute names that would be read as the line's message or time: kept under this prefix.
 _RESERVED = set(MESSAGE_KEYS) | set(TIMESTAMP_KEYS)
+
+
+# A refusal's HTTP status as the gRPC code of its Status (anything else: UNKNOWN).
+STATUS_CODES = {
+    400: code_pb2.INVALID_ARGUMENT, 401: code_pb2.UNAUTHENTICATED, 403: code_pb2.PERMISSION_DENIED,
+    404: code_pb2.NOT_FOUND, 405: code_pb2.UNIMPLEMENTED, 413: code_pb2.INVALID_ARGUMENT,
+    415: code_pb2.INVALID_ARGUMENT, 429: code_pb2.RESOURCE_EXHAUSTED, 500: code_pb2.INTERNAL,
+    503: code_pb2.UNAVAILABLE,
+}
 
 
 class OtlpError(Exception):
@@ -98,7 +110,7 @@ def _time(nanos) -> str | None:
     nanos = int(nanos or 0)
     if nanos <= 0:
         return None
-    return (EPOCH + timedelta(microseconds=nanos // 1000)).isoformat()
+    return from_us(nanos // 1000).isoformat()
 
 
 def _severity(record: dict) -> str | None:
@@ -164,3 +176,11 @@ def answer_body(content_type: str, rejected: int, error_message: str) -> bytes:
     if content_type == PROTOBUF:
         return response.SerializeToString()
     return json_format.MessageToJson(response, indent=None).encode()
+
+
+def status_body(content_type: str, http_status: int, message: str) -> tuple[bytes, str]:
+    """A refusal's body and its Content-Type: a google.rpc.Status naming what is wrong."""
+    status = status_pb2.Status(code=STATUS_CODES.get(http_status, code_pb2.UNKNOWN), message=message[:1000])
+    if content_type == PROTOBUF:
+        return status.SerializeToString(), PROTOBUF
+    return json_format.MessageToJson(status, indent=None).encode(), "application/json"

@@ -9,7 +9,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from bklog.celery_app import app
+from bklog.celery_app import all_queues, app
+from bklog.connections import redis_client
 from bklog.logs import exports, ingest
 from bklog.logs.models import DocumentId, ExportJob, IndexSet, IngestBatch, LineIdBlock
 from bklog.logs.store import line_store
@@ -17,7 +18,7 @@ from bklog.logs.store import line_store
 log = logging.getLogger(__name__)
 
 
-@app.task(bind=True, acks_late=True, max_retries=15)
+@app.task(name=ingest.INDEX_BATCH_TASK, bind=True, acks_late=True, max_retries=15)
 def index_batch(self, batch_id: str) -> str:
     """Idempotent: a redelivered batch is found already indexed and skipped. While the store is
     unreachable (OpenSearch or the database restarting) it is retried with backoff, up to about
@@ -38,7 +39,7 @@ def index_batch(self, batch_id: str) -> str:
     return outcome
 
 
-@app.task(acks_late=True)
+@app.task(name=exports.RUN_EXPORT_TASK, acks_late=True)
 def run_export(job_id: str) -> str:
     job = ExportJob.objects.select_related("index_set").filter(pk=job_id).first()
     if job is None:
@@ -90,9 +91,6 @@ def ids_in_broker(delivered_since: float) -> set[str] | None:
     job id), read from Redis; None when the queues are too long to read. A message delivered
     before that and never acknowledged went with its worker, or with the connection to a master
     that is gone (Redis would hand it out again only after the visibility timeout, hours)."""
-    from bklog.celery_app import all_queues
-    from bklog.connections import redis_client
-
     client = redis_client(settings.REDIS_TARGET)
     # kombu's Redis transport: one list per queue (and per priority step), a hash of the messages
     # delivered and not acknowledged, and a sorted set of their delivery times.

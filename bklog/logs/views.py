@@ -3,43 +3,32 @@
 from __future__ import annotations
 
 import functools
-import logging
 import re
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.utils import timezone
 from django.utils.http import content_disposition_header
 from django.views.decorators.csrf import csrf_exempt
 
-from bklog.logs import auth, bodies, exports, ingest, values
+from bklog.logs import auth, bodies, exports, ingest, otlp, values
 from bklog.logs.deadline import DeadlineExceeded, database_deadline
 from bklog.logs.errors import allow, error
+from bklog.logs.index_sets import AlreadyExists, create_index_set, names, update_index_set
 from bklog.logs.models import (
-    FIELD_NAME,
     INDEX_SET_NAME,
-    MAX_FIELD_NAME_CHARS,
     ApiToken,
     ExportJob,
     IndexSet,
-    hash_token,
-    new_token,
 )
-from bklog.logs.parsing import validate_parse_rule
 from bklog.logs.search import SearchError, SearchRequest, check_param, parse_time, validate
-from bklog.logs.store import StoreUnavailable, line_store
-
-log = logging.getLogger(__name__)
+from bklog.logs.lines import StoreUnavailable
+from bklog.logs.store import line_store
 
 RESERVED_SEARCH_PARAMS = {"q", "start", "end", "size", "cursor"}
 API_BODY_MAX_BYTES = 1024 * 1024  # index set and export requests: a few hundred bytes in practice
-
-
-class AlreadyExists(ValueError):
-    """create_index_set: the name is taken (the API answers 409)."""
 
 
 def _read_json(request) -> dict | JsonResponse:
@@ -115,85 +104,10 @@ def api_view(admin: bool = False, with_index_set: bool = False):
     return decorate
 
 
-def create_index_set(name: str, parse: str = "plain", retention_days=7, token: str | None = None,
-                     message_field="") -> tuple[IndexSet, str]:
-    """Shared by the API and `bklog create_index_set`. ValueError names what is wrong. `token`:
-    the ingest token to use (a playbook's, from its vault) instead of a new one."""
-    if not isinstance(name, str) or not INDEX_SET_NAME.match(name):
-        raise ValueError(f"name {name!r} must be 1-100 of a-z, 0-9, '_' and '-', starting with a letter or digit")
-    if not isinstance(parse, str):
-        raise ValueError("parse must be a string: plain, json or regex:PATTERN")
-    kind, pattern = validate_parse_rule(parse)
-    _check_settings(retention_days=retention_days, message_field=message_field)
-    if token is not None and (len(token) < 20 or not token.isprintable() or not token.isascii() or " " in token):
-        raise ValueError("an ingest token must be 20 or more printable ASCII characters, without spaces")
-    token = token or new_token("ingest")
-    try:
-        with transaction.atomic():
-            index_set = IndexSet.objects.create(name=name, parse=kind, parse_pattern=pattern,
-                                                retention_days=retention_days, message_field=message_field,
-                                                ingest_token_hash=hash_token(token))
-    except IntegrityError:
-        raise AlreadyExists(f"index set {name!r} already exists") from None
-    return index_set, token
-
-
-MAX_INGEST_LINES_PER_SECOND = 10_000_000
-
-
-def _names(names: list[str]) -> str:
-    """Names a client sent, as a refusal lists them: at most ten, each cut at 100 characters."""
-    return ", ".join(name[:100] for name in names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
-
-
 def _admin_json(request) -> dict | JsonResponse:
     """An admin API token's JSON object body, or the refusal to answer."""
     _, refusal = _require_api_token(request, admin=True)
     return refusal or _read_json(request)
-
-
-def _shown(value) -> str:
-    """A value as a refusal names it: its repr, cut at 100 characters."""
-    text = repr(value)
-    return text if len(text) <= 100 else text[:100] + "..."
-
-
-def _check_whole_number(name: str, value, low: int, high: int, low_meaning: str = "") -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{name} {_shown(value)} must be an integer from {low}{low_meaning} to {high}")
-
-
-def _check_settings(**changes) -> None:
-    """An index set's settings that may change after creation; ValueError names the bad one."""
-    if "retention_days" in changes:
-        _check_whole_number("retention_days", changes["retention_days"], 1, 3650)
-    if "message_field" in changes:
-        value = changes["message_field"]
-        if not isinstance(value, str) or len(value) > MAX_FIELD_NAME_CHARS or (value and not FIELD_NAME.match(value)):
-            raise ValueError(f"message_field {_shown(value)} must be a field name of at most {MAX_FIELD_NAME_CHARS} "
-                             "letters, digits, '_', '@' and '-', dots between nested names (or empty)")
-    if "ingest_lines_per_second" in changes:
-        _check_whole_number("ingest_lines_per_second", changes["ingest_lines_per_second"], 0,
-                            MAX_INGEST_LINES_PER_SECOND, " (no limit)")
-
-
-UPDATABLE_SETTINGS = ("retention_days", "message_field", "ingest_lines_per_second")
-
-
-def update_index_set(index_set: IndexSet, changes: dict) -> list[str]:
-    """Shared by the API (PATCH) and `bklog rate_limit`: check every change, then save them together.
-    Returns the names of the settings whose value changed."""
-    unknown = sorted(set(changes) - set(UPDATABLE_SETTINGS))
-    if unknown:
-        raise ValueError(f"unknown or unchangeable field(s): {_names(unknown)}; "
-                         f"these can change: {', '.join(UPDATABLE_SETTINGS)}")
-    _check_settings(**changes)
-    changed = [name for name, value in changes.items() if getattr(index_set, name) != value]
-    for name in changed:
-        setattr(index_set, name, changes[name])
-    if changed:
-        index_set.save(update_fields=changed)
-    return changed
 
 
 def _or_empty(value):
@@ -214,7 +128,7 @@ def index_sets(request):
         return data
     unknown = sorted(set(data) - {"name", "parse", "retention_days", "message_field"})
     if unknown:
-        return error(400, f"unknown field(s): {_names(unknown)}")
+        return error(400, f"unknown field(s): {names(unknown)}")
     try:
         index_set, token = create_index_set(data.get("name"), data.get("parse", "plain"), data.get("retention_days", 7),
                                             message_field=_or_empty(data.get("message_field")))
@@ -375,25 +289,10 @@ def exports_view(request, index_set: IndexSet):
     except SearchError as exc:
         return error(400, str(exc), param=exc.param)
 
-    from bklog.logs.tasks import run_export
-
-    # The job is committed before its task is published: a worker that picks the task up at once
-    # must find the job (published inside the transaction, it could run first, find nothing and
-    # ack, leaving the job pending for ever). If the broker refuses, the job is deleted again.
-    job = ExportJob.objects.create(index_set=index_set, query=search_request.as_dict(), format=fmt,
-                                   created_by=request.api_token.name)
-    if settings.BKLOG_PIPELINE_ASYNC:
-        try:
-            run_export.apply_async(args=[str(job.id)])
-        except Exception as exc:  # as ingest's: kombu's errors, and a TLS or socket error from below it
-            job.delete()
-            log.warning("broker refused export %s: %r", job.id, exc)
-            return error(503, f"the task broker is unavailable ({exc.__class__.__name__}); no export was created")
-    if not settings.BKLOG_PIPELINE_ASYNC:
-        # No worker: the export runs here, within BKLOG_INLINE_EXPORT_TIMEOUT (below gunicorn's
-        # timeout, so the worker is never killed mid-export); past it the job fails, saying why.
-        exports.run_job(job, timeout=settings.BKLOG_INLINE_EXPORT_TIMEOUT, raise_errors=False)
-        job.refresh_from_db()
+    try:
+        job = exports.start_job(index_set, search_request, fmt, created_by=request.api_token.name)
+    except exports.BrokerUnavailable as exc:
+        return error(503, str(exc))
     return JsonResponse(job.as_dict(), status=202)
 
 
@@ -441,8 +340,6 @@ def export_download(request, job_id):
 @allow("POST")
 def otlp_logs(request):
     """OTLP/HTTP logs (bklog/logs/otlp.py) into the index set whose ingest token comes with them."""
-    from bklog.logs import otlp
-
     index_set, refusal = _ingest_credential(request)
     if refusal:
         return refusal

@@ -3,7 +3,7 @@ import pytest
 from stored_lines import StoredLines
 
 from bklog.logs.models import ApiToken, hash_token, new_token
-from bklog.logs.views import create_index_set
+from bklog.logs.index_sets import create_index_set
 
 
 @pytest.fixture

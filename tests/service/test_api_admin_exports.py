@@ -167,15 +167,15 @@ def test_async_export_is_committed_before_its_task_is_published(loaded, client, 
     checked is the database state at the moment of publishing, which no real broker can show."""
     from django.db import connection
 
-    from bklog.logs import tasks
+    from bklog.logs import exports
 
     settings.BKLOG_PIPELINE_ASYNC = True
     published = []
 
-    def record(args, **kwargs):
+    def record(name, args, **kwargs):
         published.append((args[0], connection.in_atomic_block, ExportJob.objects.filter(pk=args[0]).exists()))
 
-    monkeypatch.setattr(tasks.run_export, "apply_async", record)
+    monkeypatch.setattr(exports.celery, "send_task", record)
     r = post_json(client, "/api/v1/index_sets/app/exports", reader_token, {"q": "even"})
     assert r.status_code == 202 and r.json()["status"] == "pending"
     assert published == [(r.json()["id"], False, True)]
@@ -190,7 +190,7 @@ def test_async_export_is_committed_before_its_task_is_published(loaded, client, 
 def test_async_export_refused_by_the_broker_leaves_no_job(loaded, client, reader_token, settings, monkeypatch, refusal):
     import importlib
 
-    from bklog.logs import tasks
+    from bklog.logs import exports
 
     module, name = refusal.rsplit(".", 1)
     exception = getattr(importlib.import_module(module), name)
@@ -199,7 +199,7 @@ def test_async_export_refused_by_the_broker_leaves_no_job(loaded, client, reader
     def refuse(*args, **kwargs):
         raise exception("Error 111 connecting to 127.0.0.1:1. Connection refused.")
 
-    monkeypatch.setattr(tasks.run_export, "apply_async", refuse)
+    monkeypatch.setattr(exports.celery, "send_task", refuse)
     r = post_json(client, "/api/v1/index_sets/app/exports", reader_token, {"q": "even"})
     assert r.status_code == 503 and "no export was created" in r.json()["error"]
     assert ExportJob.objects.count() == 0

@@ -301,14 +301,60 @@ def test_retention_frees_an_id_with_its_line(client, app):
 def test_the_pipeline_stores_only_an_ids_current_version_whatever_order_it_indexes(settings, monkeypatch, app):
     """Two batches replacing the same id, indexed newest first (a worker's task redelivered late):
     the older line is never stored over the newer, nor beside it."""
-    from bklog.logs import ingest, tasks
+    from bklog.logs import ingest
 
     index_set, _ = app
     settings.BKLOG_PIPELINE_ASYNC = True
-    monkeypatch.setattr(tasks.index_batch, "apply_async", lambda *args, **kwargs: None)
+    monkeypatch.setattr(ingest.celery, "send_task", lambda *args, **kwargs: None)
     older = ingest.accept(index_set, [{"message": "v1"}, {"message": "kept"}], doc_ops=[("index", "k"), ("index", None)])
     newer = ingest.accept(index_set, [{"message": "v2"}], doc_ops=[("index", "k")])
     assert [i["result"] for i in older["items"]] == ["created", "created"] and newer["items"][0]["result"] == "updated"
     assert ingest.index_pending_batch(newer["batch"]) == "indexed"
     assert ingest.index_pending_batch(older["batch"]) == "indexed"
     assert sorted(line.message for line in StoredLines().all(index_set)) == ["kept", "v2"]
+
+
+@pytest.mark.django_db(transaction=True)  # the refusal closes the connection, as in production
+@pytest.mark.parametrize("where", ["token lookup", "storing"])
+def test_a_database_away_refuses_the_whole_request_and_each_item_retryably(client, app, monkeypatch, where):
+    """Wherever the database fails (looking the token up, or storing the batch): a 503 with
+    Retry-After in Elasticsearch's shape, and every item refused with it, for rsyslog's
+    omelasticsearch, which reads the items and never the status (roles/log_agent retries them).
+    The failing statement is a test double: the suite's database stays up
+    (molecule/ha/tests/test_7_failover.py loses a real one under rsyslog)."""
+    from django.db import OperationalError
+
+    from bklog.logs import auth, ingest
+
+    index_set, token = app
+
+    def unreachable(*args, **kwargs):
+        raise OperationalError('connection to server at "10.0.0.5", port 5432 failed: Connection refused')
+
+    monkeypatch.setattr(auth if where == "token lookup" else ingest, "ingest_index_set" if where == "token lookup" else "accept", unreachable)
+    client.raise_request_exception = False
+    body = ndjson({"index": {}}, {"message": "one"}, {"create": {"_id": "x2"}}, {"message": "two"})
+    r = bulk(client, body, token, path="/app/_bulk")
+    assert r.status_code == 503 and r["Retry-After"] == "5" and r["X-Elastic-Product"] == "Elasticsearch", r.content
+    answer = r.json()
+    assert answer["status"] == 503 and "database is unavailable" in answer["error"]["reason"]
+    assert answer["errors"] is True
+    assert [(action, item["status"], item["_index"]) for entry in answer["items"] for action, item in entry.items()] == [
+        ("index", 503, "app"), ("create", 503, "app")]
+    assert {entry[next(iter(entry))]["error"]["type"] for entry in answer["items"]} == {"unavailable_shards_exception"}
+    assert StoredLines().count(index_set) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refusal_of_a_malformed_request_stays_without_items(client, app, monkeypatch):
+    """Nothing to count: the database's 503 as it is, in the engine's shape."""
+    from django.db import OperationalError
+
+    from bklog.logs import auth
+
+    _, token = app
+    monkeypatch.setattr(auth, "ingest_index_set", lambda *a: (_ for _ in ()).throw(OperationalError("connection refused")))
+    client.raise_request_exception = False
+    r = bulk(client, "not json\n", token)
+    assert r.status_code == 503 and r["Retry-After"] == "5" and "items" not in r.json(), r.content
+    assert r.json()["error"]["type"] == "unavailable_shards_exception" and r["X-Elastic-Product"] == "Elasticsearch"

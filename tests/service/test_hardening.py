@@ -393,7 +393,7 @@ def test_no_debug_page_even_with_debug_on(client, settings, admin_token, monkeyp
     client.raise_request_exception = False
     r = client.get("/api/v1/index_sets", **auth(admin_token))
     assert r.status_code == 200
-    from bklog.logs.views import create_index_set
+    from bklog.logs.index_sets import create_index_set
 
     create_index_set("app")
     r = client.get("/api/v1/index_sets/app", **auth(admin_token))

@@ -8,10 +8,22 @@ import json
 
 import pytest
 from conftest import auth
+from google.protobuf import json_format
+from google.rpc import code_pb2, status_pb2
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from stored_lines import StoredLines
 
 pytestmark = pytest.mark.django_db
+
+
+def refusal(response) -> tuple[int, str]:
+    """A refusal's google.rpc.Status (code, message), read as an OTLP client reads it."""
+    status = status_pb2.Status()
+    if response["Content-Type"] == "application/x-protobuf":
+        status.ParseFromString(response.content)
+    else:
+        json_format.Parse(response.content, status)  # strict: no field beside the Status's own
+    return status.code, status.message
 
 
 def request_with(records: list[dict], resource: dict | None = None) -> logs_service_pb2.ExportLogsServiceRequest:
@@ -97,16 +109,46 @@ def test_json_encoding_and_partial_success(client, make_index_set):
     (b"x", "text/plain", 415),
 ])
 def test_bad_requests_are_refused_whole(client, make_index_set, body, content_type, status):
+    """With a google.rpc.Status in the request's encoding, as OTLP/HTTP says of every refusal."""
     _, token = make_index_set("otel")
     r = post(client, token, body, content_type)
-    assert r.status_code == status and r.json()["error"]
+    assert r.status_code == status
+    code, message = refusal(r)
+    assert code == code_pb2.INVALID_ARGUMENT and message
+    assert r["Content-Type"] == ("application/x-protobuf" if content_type == "application/x-protobuf" else "application/json")
     assert StoredLines().count() == 0
 
 
 def test_without_the_ingest_token_nothing_is_stored(client, make_index_set, admin_token):
     make_index_set("otel")
     body = request_with([{"body": "x"}]).SerializeToString()
-    assert client.post("/v1/logs", data=body, content_type="application/x-protobuf").status_code == 401
-    assert post(client, "not-a-token-of-anything", body).status_code == 401
-    assert post(client, admin_token, body).status_code == 403
+    anonymous = client.post("/v1/logs", data=body, content_type="application/x-protobuf")
+    unknown = post(client, "not-a-token-of-anything", body)
+    not_an_ingest_token = post(client, admin_token, body)
+    assert [r.status_code for r in (anonymous, unknown, not_an_ingest_token)] == [401, 401, 403]
+    assert [refusal(r)[0] for r in (anonymous, unknown, not_an_ingest_token)] == [
+        code_pb2.UNAUTHENTICATED, code_pb2.UNAUTHENTICATED, code_pb2.PERMISSION_DENIED]
+    assert StoredLines().count() == 0
+
+
+def test_a_wrong_method_is_refused_with_a_status_too(client):
+    r = client.get("/v1/logs")
+    assert r.status_code == 405 and r["Allow"] == "POST" and refusal(r)[0] == code_pb2.UNIMPLEMENTED
+
+
+def test_a_broker_refusal_is_unavailable_with_when_to_retry(client, make_index_set, settings, monkeypatch):
+    """UNAVAILABLE with Retry-After: what OTLP exporters retry on (a 503 of the pipeline's broker)."""
+    from bklog.logs import ingest
+
+    _, token = make_index_set("otel")
+    settings.BKLOG_PIPELINE_ASYNC = True
+
+    def refuse(*args, **kwargs):
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
+
+    monkeypatch.setattr(ingest.celery, "send_task", refuse)
+    r = post(client, token, request_with([{"body": "kept for later"}]).SerializeToString())
+    assert r.status_code == 503 and r["Retry-After"]
+    code, message = refusal(r)
+    assert code == code_pb2.UNAVAILABLE and "broker" in message
     assert StoredLines().count() == 0

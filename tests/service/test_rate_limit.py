@@ -63,6 +63,9 @@ def test_bulk_is_refused_whole_as_an_engine_under_pressure(client, limited, cloc
     refused = bulk(client, ndjson({"index": {}}, {"message": "late"}), token, path="/app/_bulk")
     assert refused.status_code == 429 and refused["Retry-After"] == "7" and refused["X-Elastic-Product"] == "Elasticsearch"
     assert refused.json()["error"]["type"] == "es_rejected_execution_exception" and refused.json()["status"] == 429
+    # Each item refused too: rsyslog reads only the items (it retries a 429 item, drops a reply without any).
+    assert refused.json()["errors"] is True
+    assert [(i["index"]["status"], i["index"]["error"]["type"]) for i in refused.json()["items"]] == [(429, "es_rejected_execution_exception")]
     assert StoredLines().count(index_set) == 10
 
 

@@ -14,7 +14,7 @@ import pytest
 import testinfra
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from playbooks import wait_until  # noqa: E402
+from playbooks import run_playbook, wait_until  # noqa: E402
 
 SEARCH = [testinfra.get_host(f"podman://bklog-os-search{i}") for i in (1, 2, 3)]
 APP = testinfra.get_host("podman://bklog-os-app")
@@ -150,3 +150,13 @@ def test_lines_accepted_while_opensearch_restarts_are_indexed_once_it_is_back(to
     wait_until(lambda: _search(tokens, "outage")["total"] == 5, "the 5 lines searchable", timeout=240, every=5)
     time.sleep(5)
     assert _search(tokens, "outage")["total"] == 5
+
+
+def test_backup_refuses_when_the_lines_are_in_opensearch(tmp_path):
+    """backup.yml copies databases: with the log index on OpenSearch it refuses before it writes
+    anything, and names what backs the lines up instead."""
+    run = run_playbook("backup.yml", "-e", f"bklog_backup_dir={tmp_path}", timeout=300)
+    assert run.returncode != 0
+    assert "the log index is on OpenSearch" in run.stdout and "OpenSearch snapshots" in run.stdout, run.stdout[-3000:]
+    assert not any(tmp_path.iterdir()), "nothing written"
+

@@ -2,7 +2,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from bklog.logs.views import create_index_set
+from bklog.logs.index_sets import create_index_set
 
 
 class Command(BaseCommand):

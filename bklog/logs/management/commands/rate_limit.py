@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from bklog.logs.views import update_index_set
+from bklog.logs.index_sets import update_index_set
 
 
 class Command(BaseCommand):

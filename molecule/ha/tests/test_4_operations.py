@@ -1,6 +1,7 @@
 """Operations on the fleet: status.yml with the real Consul checks and the shared broker; backup.yml
-and restore.yml of the shared PostgreSQL (pg_dump in a snapshot, pg_restore), with every program
-of the fleet stopped for the restore and the fleet healthy again after. Runs before test_rollout."""
+and restore.yml of the Patroni cluster's database (pg_dump in a snapshot on whichever member is the
+primary, pg_restore into it), with every program of the fleet stopped for the restore and the fleet
+healthy again after. Runs before test_6_rollout."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import ON_OPENSEARCH, group, host, playbook, wait_until
+from conftest import group, host, playbook, wait_until
 from playbooks import COUNT_LINES
 
 LINES = 200
@@ -62,16 +63,6 @@ def index_set():
     return name
 
 
-# With the lines in OpenSearch, backup.yml (databases only) refuses and says what to use.
-@pytest.mark.skipif(not ON_OPENSEARCH, reason="the log index is PostgreSQL's: backed up below")
-def test_backup_refuses_when_the_lines_are_in_opensearch(tmp_path):
-    run = playbook("backup.yml", "-e", f"bklog_backup_dir={tmp_path}", timeout=300)
-    assert run.returncode != 0
-    assert "the log index is on OpenSearch" in run.stdout and "OpenSearch snapshots" in run.stdout, run.stdout[-3000:]
-    assert not any(tmp_path.iterdir()), "nothing written"
-
-
-@pytest.mark.skipif(ON_OPENSEARCH, reason="backup.yml backs up databases; the lines are in OpenSearch")
 def test_backup_and_restore_of_the_shared_database(index_set, tmp_path):
     before = _counts()
     run = playbook("backup.yml", "-e", f"bklog_backup_dir={tmp_path}", timeout=900)
@@ -88,7 +79,8 @@ def test_backup_and_restore_of_the_shared_database(index_set, tmp_path):
         assert _settled(counted) == _settled(before) and _grew_or_kept(counted, before), (counted, before)
     assert (backup / group("bklog")[0] / "db.pgdump").is_file()
     assert all((backup / h / "config.tar.gz").is_file() for h in manifest["hosts"])
-    assert sorted(manifest["hosts"]) == sorted(set(group("bklog") + group("bklog_lb")))
+    backed_up = ("bklog", "bklog_consul_servers", "bklog_postgresql", "bklog_redis", "bklog_lb")  # backup.yml's hosts
+    assert sorted(manifest["hosts"]) == sorted({name for g in backed_up for name in group(g)})
 
     host(group("bklog_api")[0]).check_output(
         f"bklog shell -c 'from bklog.logs.models import IndexSet; IndexSet.objects.filter(name=\"{index_set}\").delete()'")

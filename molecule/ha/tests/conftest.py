@@ -1,5 +1,5 @@
-"""Shared by the cluster checks: the hosts (testinfra's podman backend), the balancer's address,
-tokens made on the fleet, and running the bundle's own playbooks against the scenario."""
+"""Shared by the scenario's checks: the hosts (testinfra's podman backend), the balancers' floating
+address, tokens made on the fleet, and running the bundle's own playbooks against the scenario."""
 
 from __future__ import annotations
 
@@ -12,15 +12,22 @@ from pathlib import Path
 
 import pytest
 import testinfra
+import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 from playbooks import inventory_hosts, run_playbook, wait_until  # noqa: E402,F401 (the tests import them from here)
 ROOT = Path(__file__).resolve().parents[3]
-LB = "http://127.0.0.1:18080"
-# BKLOG_CLUSTER_SEARCH_GROUP=bklog_opensearch (molecule.yml): the log index is a one-node
-# OpenSearch on the infra host instead of PostgreSQL's full-text index.
-ON_OPENSEARCH = os.environ.get("BKLOG_CLUSTER_SEARCH_GROUP") == "bklog_opensearch"
+SCENARIO = Path(__file__).resolve().parents[1]
+# The balancers' floating address (group_vars/all.yml): the load goes where clients go.
+VIP = yaml.safe_load((SCENARIO / "group_vars" / "all.yml").read_text())["keepalived_virtual_ipaddress"]
+LB = f"http://{VIP}"
+# What the rolling upgrades (test_6_rollout) and the kills (test_7_failover) measured, for
+# bench/fleet_bench.py and bench/ha_bench.py: in BKLOG_BENCH_DIR (the benches set it), else beside
+# the playbook logs.
+BENCH_DIR = Path(os.environ.get("BKLOG_BENCH_DIR") or os.environ.get("BKLOG_MOLECULE_LOG_DIR") or "/tmp")
+ROLLOUTS = BENCH_DIR / "bklog-ha-rollouts.jsonl"
+FIGURES = BENCH_DIR / "bklog-ha-figures.json"
 
 group = inventory_hosts
 
@@ -29,8 +36,8 @@ def host(name: str):
     return testinfra.get_host(f"podman://{name}")
 
 def consul(path: str):
-    """The catalog as the Consul server on the infra host sees it."""
-    return json.loads(host(group("bklog_lb")[0]).check_output("curl -sS http://127.0.0.1:8500%s", path))
+    """The catalog as the first Consul server sees it."""
+    return json.loads(host(group("bklog_consul_servers")[0]).check_output("curl -sS http://127.0.0.1:8500%s", path))
 
 
 def playbook(name: str, *extra: str, timeout: int = 1800) -> subprocess.CompletedProcess:

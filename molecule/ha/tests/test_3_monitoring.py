@@ -1,5 +1,6 @@
-"""Monitoring (roles/monitoring): the Prometheus on the infra host scrapes Debian's exporters on
-every host and the service's /metrics, and evaluates monitoring/bklog-alerts.yml; a stopped
+"""Monitoring (roles/monitoring): the Prometheus on the bklog_monitoring host scrapes Debian's
+exporters on every host, each Patroni member, each sentinel (through its host's redis_exporter) and
+the service's /metrics, and evaluates monitoring/bklog-alerts.yml; a stopped
 worker program fires BklogProgramNotRunning (the role's intervals, 15 s, and the rule's
 production `for: 1m`)."""
 
@@ -39,14 +40,15 @@ def supervisor_report() -> str:
 def test_every_exporter_and_api_host_is_scraped():
     expected = ({f"{h}:9100" for h in group("all")} | {f"{h}:80" for h in group("bklog_api")}
                 | {f"{h}:9121" for h in group("bklog_redis")} | {f"{h}:9187" for h in group("bklog_postgresql")}
-                | {"localhost:9090"})
+                | {f"{h}:8008" for h in group("bklog_postgresql")} | {"localhost:9090"})
 
     def up():
         targets = prometheus("targets")["activeTargets"]
         return {t["labels"]["instance"] for t in targets if t["health"] == "up"} == expected and targets
 
     targets = wait_until(up, "every target up", timeout=60)
-    assert len(targets) == len(expected), [t["labels"]["instance"] for t in targets]
+    # One target per instance, but each Redis host's twice: its Redis and its sentinel.
+    assert len(targets) == len(expected) + len(group("bklog_redis")), [t["labels"]["instance"] for t in targets]
 
 
 def test_the_alerts_have_their_metrics():
@@ -55,7 +57,7 @@ def test_the_alerts_have_their_metrics():
     wait_until(lambda: values("pg_up") == {f"{h}:9187": 1.0 for h in group("bklog_postgresql")}, "pg_up")
     assert values("redis_memory_max_bytes > 0"), "Redis has no maxmemory: BklogRedisMemory would never fire"
     # Every bklog program of every host RUNNING, from the textfile writer. Earlier tests restart
-    # programs (test_cluster stops async_export): a state takes up to a write and a scrape (15 s
+    # programs (test_1_fleet stops async_export): a state takes up to a write and a scrape (15 s
     # each) to show, so wait that long; if one stays down, say what supervisord says.
     def all_running():
         programs = values("node_supervisord_up")

@@ -1,45 +1,37 @@
-"""The HA tier under load: the data host holding the PostgreSQL primary (and, as the group first
-formed, the Redis master and a Consul server) is killed without a word (`podman kill`) while a
-client searches, ingests and exports through the balancers' floating address; then the balancer holding the address, beat's host, and a Consul
-server with an app host. Measured and printed: seconds until
-every kind of request succeeds again, requests failed, lines lost (must be none). The host is
+"""The HA tier under load, last (the kills move the primaries): the data host holding the
+PostgreSQL primary (and, as the group first formed, the Redis master and a Consul server) is
+killed without a word (`podman kill`) while a client searches, ingests and exports through the
+balancers' floating address; then the balancer holding the address, beat's host, and a Consul
+server with an app host. Measured and printed: seconds until every kind of request succeeds again,
+requests failed, lines lost (must be none). The host is
 started again and rejoins: Patroni rewinds it into a replica, the sentinels make its Redis a
 replica, its Consul server rejoins the quorum."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import subprocess
-import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
-import testinfra
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "cluster" / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from load import Load  # noqa: E402
-from playbooks import inventory_hosts as group, run_playbook, wait_until  # noqa: E402
+from agent import INDEX_SET, SyslogTraffic, wait_all_shipped
+from conftest import FIGURES, LB as BASE, ROOT, SCENARIO, VIP, group, host, run_playbook, wait_until
+from load import Load
 
-# The balancers' floating address (group_vars/all.yml): the load goes where clients go.
-VIP = "10.89.177.100"
-BASE = f"http://{VIP}"
 APP = "bklog-ha-app"
 REDIS_PASSWORD = "ha-redis-0123456789"  # group_vars/all.yml
 # redis-cli as the redis role writes it on each data host: over TLS (redis_tls_enabled), to loopback.
 REDIS_CLI = f"REDISCLI_AUTH={REDIS_PASSWORD} bklog-redis-cli"
 PG_PASSWORD = "ha-pg-0123456789"  # group_vars/all.yml
-APP_SPEC = yaml.safe_load((Path(__file__).resolve().parents[3] / "bklog" / "app.yml").read_text())
+APP_SPEC = yaml.safe_load((ROOT / "bklog" / "app.yml").read_text())
+
+
 # What the kills and the switchover measured (bench/ha_bench.py turns it into docs/benchmarks.md).
-FIGURES = Path(os.environ.get("BKLOG_BENCH_OUT") or Path(os.environ.get("BKLOG_MOLECULE_LOG_DIR", "/tmp")) / "bklog-ha-figures.json")
-
-
 @pytest.fixture(scope="module", autouse=True)
 def fresh_figures():
     FIGURES.unlink(missing_ok=True)
@@ -49,10 +41,6 @@ def _record(key: str, value) -> None:
     figures = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}
     figures[key] = value
     FIGURES.write_text(json.dumps(figures, indent=2))
-
-
-def host(name: str):
-    return testinfra.get_host(f"podman://{name}")
 
 
 def alive(name: str) -> bool:
@@ -95,7 +83,7 @@ def vip_holders() -> list[str]:
 
 
 # status.yml's own pattern (roles/bklog_status), so the test and the operator's report agree.
-BEAT_PATTERN = yaml.safe_load((Path(__file__).resolve().parents[3] / "roles" / "bklog_status" / "defaults" / "main.yml")
+BEAT_PATTERN = yaml.safe_load((ROOT / "roles" / "bklog_status" / "defaults" / "main.yml")
                               .read_text())["bklog_status_beat_process_pattern"]
 
 
@@ -106,13 +94,7 @@ def beat_hosts() -> list[str]:
 
 
 def address(name: str) -> str:
-    return yaml.safe_load((Path(__file__).resolve().parents[1] / "host_vars" / f"{name}.yml").read_text())["ansible_host"]
-
-
-@pytest.fixture(scope="module")
-def admin_token() -> str:
-    name = f"verify-{int(time.time())}"
-    return host(APP).check_output(f"/usr/local/bin/bklog create_api_token {name}").splitlines()[-1]
+    return yaml.safe_load((SCENARIO / "host_vars" / f"{name}.yml").read_text())["ansible_host"]
 
 
 def test_the_data_tier_is_whole():
@@ -324,14 +306,22 @@ def _kill_under_load(admin_token: str, pick_victim, what: str) -> dict:
 
 def test_losing_a_data_host_under_load_loses_nothing(admin_token):
     """One at a time: the host of the PostgreSQL primary, then the host of the Redis master (in a
-    new group the two often share a host, then the second kill takes both again)."""
-    figures = [
-        _kill_under_load(admin_token, lambda: next(n for n, r in patroni_roles().items() if r == "primary"),
-                         "PostgreSQL primary's host killed"),
-        _kill_under_load(admin_token, lambda: next(n for n in group("bklog_redis") if address(n) == redis_master()),
-                         "Redis master's host killed"),
-    ]
+    new group the two often share a host, then the second kill takes both again). rsyslog on the
+    other hosts ships all along: BK LOG refuses its batches while the database is away (503), and
+    every line still arrives, once."""
+    data_hosts = set(group("bklog_postgresql")) | set(group("bklog_redis"))
+    syslog = SyslogTraffic(hosts=[h for h in group("bklog_log_agent") if h not in data_hosts]).start()
+    try:
+        figures = [
+            _kill_under_load(admin_token, lambda: next(n for n, r in patroni_roles().items() if r == "primary"),
+                             "PostgreSQL primary's host killed"),
+            _kill_under_load(admin_token, lambda: next(n for n in group("bklog_redis") if address(n) == redis_master()),
+                             "Redis master's host killed"),
+        ]
+    finally:
+        syslog.stop()
     _record("kills", figures)
+    wait_all_shipped(Load(BASE, INDEX_SET, "", admin_token), syslog)
 
 
 def _requeue_lost_tasks(on: str = APP) -> None:

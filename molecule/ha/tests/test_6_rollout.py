@@ -1,5 +1,5 @@
-"""Rolling upgrades and rollbacks of the cluster under constant load through the balancer.
-Runs after test_cluster.py (files run in name order): it changes the fleet's release.
+"""Rolling upgrades and rollbacks of the fleet under constant load through the floating address.
+Runs after the checks of the converged fleet (files run in name order): it changes the release.
 
 1. rolling_upgrade.yml v1 -> v2: no failed request, every line searchable, every export done.
 2. A v3 whose readiness fails: stops at the first batch, rolled back there, fleet serves v2.
@@ -8,20 +8,24 @@ Runs after test_cluster.py (files run in name order): it changes the fleet's rel
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from agent import INDEX_SET, SyslogTraffic, wait_all_shipped
-from conftest import LB, ROOT, playbook, running_versions, wait_until
+from conftest import LB, ROLLOUTS, ROOT, playbook, running_versions, wait_until
 from load import Load
 
 
 @pytest.fixture
 def load(new_load):
     return new_load
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fresh_rollouts():
+    ROLLOUTS.unlink(missing_ok=True)
 
 
 def _check_after(traffic: Load):
@@ -53,12 +57,11 @@ def _under_load(load, name: str, *extra: str):
     finally:
         traffic.stop()
     print(f"{name} {' '.join(extra)}: {run.seconds:.0f} s, {traffic.summary()} (log: {run.log})")
-    # bench/fleet_bench.py --cluster reads these measurements.
-    if os.environ.get("BKLOG_BENCH_OUT"):
-        with open(os.environ["BKLOG_BENCH_OUT"], "a") as out:
-            out.write(json.dumps({"playbook": name, "args": " ".join(extra), "seconds": round(run.seconds, 1),
-                                  "served": traffic.served, "failed": len(traffic.failures), "lines": traffic.sent_lines,
-                                  "exports": len(traffic.export_jobs), "log": str(run.log)}) + "\n")
+    # bench/fleet_bench.py --fleet reads these measurements.
+    with ROLLOUTS.open("a") as out:
+        out.write(json.dumps({"playbook": name, "args": " ".join(extra), "seconds": round(run.seconds, 1),
+                              "served": traffic.served, "failed": len(traffic.failures), "lines": traffic.sent_lines,
+                              "exports": len(traffic.export_jobs), "log": str(run.log)}) + "\n")
     return run, traffic
 
 
@@ -95,7 +98,7 @@ def broken_source(tmp_path_factory) -> Path:
     marker = "def readyz(request"
     assert marker in text
     observability.write_text(text.replace(marker, "def _real_readyz(request", 1) + (
-        "\n\ndef readyz(request):  # deliberately broken release (molecule/cluster test_rollout.py)\n"
+        "\n\ndef readyz(request):  # deliberately broken release (molecule/ha test_6_rollout.py)\n"
         "    from django.http import JsonResponse\n"
         "    return JsonResponse({'status': 'broken on purpose'}, status=503)\n"))
     return src

@@ -1,0 +1,101 @@
+"""rsyslog (Debian's rsyslogd and omelasticsearch) with roles/log_agent's configuration as Ansible
+renders it, shipping a file into BK LOG through gunicorn while BK LOG refuses most batches for now
+(the index set's rate limit: 429). omelasticsearch reads the items of a reply, never its status:
+every line must arrive once, with the fields it was first sent with, and nothing may land in the
+error file. (The same configuration through a rolling upgrade and the loss of a database host:
+molecule/ha/tests.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "service"))
+
+RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
+
+
+def _render(tmp: Path, port: int, token: str, log_dir: Path, spool: Path, error_file: Path) -> Path:
+    """The role's template through Ansible itself (filters, ansible_managed), with these values."""
+    variables = {"log_agent_server": "127.0.0.1", "log_agent_port": port, "log_agent_use_https": False,
+                 "log_agent_index_set": "app", "log_agent_ingest_token": token,
+                 "log_agent_files": [{"path": f"{log_dir}/*.log", "tag": "app"}],
+                 "log_agent_queue_size": 100000, "log_agent_queue_max_disk": "100m", "log_agent_spool_dir": str(spool),
+                 "log_agent_retry_interval": 1, "log_agent_batch_lines": 1000, "log_agent_batch_wait_ms": 200,
+                 "log_agent_error_file": str(error_file)}
+    (tmp / "vars.json").write_text(json.dumps(variables))
+    config = tmp / "60-bklog.conf"
+    template = ROOT / "roles" / "log_agent" / "templates" / "etc" / "rsyslog.d" / "60-bklog.conf.j2"
+    proc = subprocess.run([str(Path(sys.executable).parent / "ansible"), "localhost", "-c", "local", "-o",
+                           "-m", "ansible.builtin.template", "-a", f"src={template} dest={config}",
+                           "-e", f"@{tmp / 'vars.json'}"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "ANSIBLE_LOCALHOST_WARNING": "false"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return config
+
+
+def _search(stack, api: str, query: str) -> dict:
+    status, body = stack.get(f"/api/v1/index_sets/app/search?{query}", api)
+    assert status == 200, body
+    return json.loads(body)
+
+
+def _wait(predicate, what: str, timeout: float):
+    deadline = time.time() + timeout
+    while not (value := predicate()):
+        if time.time() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(1)
+    return value
+
+
+@pytest.mark.skipif(not Path(RSYSLOGD).exists(), reason="rsyslog is installed by scripts/setup.sh")
+def test_rsyslog_ships_every_line_once_while_bklog_refuses_for_now(tmp_path):
+    from test_e2e import Stack
+
+    stack = Stack(tmp_path / "bklog", None, BKLOG_INGEST_RATE_WINDOW_SECONDS="2")
+    token = stack.bklog("create_index_set", "app")
+    api = stack.bklog("create_api_token", "ops")
+    stack.bklog("rate_limit", "app", "5")  # 10 lines per 2 s window: most batches below are refused
+    stack.start_gunicorn()
+    logs, spool = tmp_path / "logs", tmp_path / "spool"
+    logs.mkdir()
+    spool.mkdir()
+    error_file = tmp_path / "refused.json"
+    config = _render(tmp_path, stack.port, token, logs, spool, error_file)
+    out = open(tmp_path / "rsyslogd.log", "w")
+    rsyslogd = subprocess.Popen([RSYSLOGD, "-n", "-f", str(config), "-i", str(tmp_path / "rsyslogd.pid")],
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        with (logs / "app.log").open("a") as app_log:
+            for i in range(120):  # 30 lines a second, for 4 s
+                app_log.write(f"shipped line {i} order={i}\n")
+                app_log.flush()
+                time.sleep(1 / 30)
+        _wait(lambda: _search(stack, api, "q=shipped&size=1")["total"] >= 120, "all 120 lines", 120)
+        time.sleep(5)  # anything sent twice would have arrived by now
+        assert _search(stack, api, "q=shipped&size=1")["total"] == 120  # every line, once
+        refused = stack.log("gunicorn").count('/_bulk HTTP/1.1" 429')
+        assert refused >= 3, "the rate limit refused no batch: the retry path was not exercised"
+        # Lines that went through the retry path keep their fields: host, program, time.
+        host = socket.gethostname()
+        assert _search(stack, api, f"q=shipped&field.host={host}&field.program=app&size=1")["total"] == 120
+        hits = {hit["message"] for hit in _search(stack, api, "q=shipped&size=200")["hits"]}
+        assert hits == {f"shipped line {i} order={i}" for i in range(120)}
+        assert not error_file.exists() or error_file.read_text() == ""
+    finally:
+        os.killpg(rsyslogd.pid, signal.SIGTERM)
+        rsyslogd.wait(timeout=30)
+        out.close()
+        stack.close()
+        print((tmp_path / "rsyslogd.log").read_text()[-3000:])
