@@ -37,6 +37,8 @@ from pathlib import Path
 
 import pytest
 
+from waiting import wait_until
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "service"))
@@ -45,15 +47,6 @@ from servers import _pg_bin, free_port  # noqa: E402
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("patroni") or not shutil.which("redis-sentinel"),
                                 reason="needs root, patroni, python3-consul and redis-sentinel (scripts/setup.sh)")
-
-
-def _wait(predicate, what: str, timeout: float):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.5)
-    return value
 
 
 def _get(url: str, timeout: float = 2) -> tuple[int, bytes]:
@@ -158,7 +151,7 @@ class Load:
 
     def wait_for_answers(self, count: int, timeout: float = 60):
         start = len(self.accepted())
-        _wait(lambda: len(self.accepted()) >= start + count, f"{count} more accepted ingests", timeout)
+        wait_until(lambda: len(self.accepted()) >= start + count, f"{count} more accepted ingests", timeout)
 
 
 def _searchable(stack, api_token: str, word: str) -> list[str]:
@@ -181,7 +174,7 @@ def _lose_under_load(stack, token: str, word: str, kill, promoted, what: str) ->
         load.wait_for_answers(30)
         lost = kill()
         lost_at = time.monotonic()
-        new = _wait(promoted, "a new leader", 60)
+        new = wait_until(promoted, "a new leader", 60)
         promoted_at = time.monotonic()
         load.wait_for_answers(30)
     _report(f"{what} {lost} killed, {new} promoted after {promoted_at - lost_at:.1f} s", load, lost_at,
@@ -283,7 +276,7 @@ def test_patroni_failover_loses_no_accepted_line(processes, tmp_path, postgres_d
                                "-http-port", str(consul_http), "-dns-port", "-1", "-grpc-port", "-1",
                                "-serf-lan-port", str(ports["serf_lan"]), "-serf-wan-port", str(ports["serf_wan"]),
                                "-server-port", str(ports["server"])])
-    _wait(lambda: _get(f"http://127.0.0.1:{consul_http}/v1/status/leader")[1].strip(b'"\n'), "consul leader", 30)
+    wait_until(lambda: _get(f"http://127.0.0.1:{consul_http}/v1/status/leader")[1].strip(b'"\n'), "consul leader", 30)
 
     nodes = {f"pg{i}": (free_port(), free_port()) for i in (1, 2, 3)}
     rest = {name: rest_port for name, (_, rest_port) in nodes.items()}
@@ -291,14 +284,14 @@ def test_patroni_failover_loses_no_accepted_line(processes, tmp_path, postgres_d
     for name, config in configs.items():
         processes.start(name, ["patroni", str(config)], user="postgres")
         if name == "pg1":  # the first bootstraps the cluster; the others clone it
-            _wait(lambda: _roles({"pg1": rest["pg1"]})["pg1"] == "primary", "pg1 primary", 90)
-    _wait(lambda: sorted(_roles(rest).values()) == ["primary", "replica", "replica"], "two streaming replicas", 120)
+            wait_until(lambda: _roles({"pg1": rest["pg1"]})["pg1"] == "primary", "pg1 primary", 90)
+    wait_until(lambda: sorted(_roles(rest).values()) == ["primary", "replica", "replica"], "two streaming replicas", 120)
     prometheus = _prometheus(processes, tmp_path, [{"job_name": "patroni", "static_configs": [
         {"targets": [f"127.0.0.1:{port}" for port in rest.values()]}]}])
     # What the PostgreSQL alerts read, as Patroni exports it: one primary, every member running.
     # (Each member is scraped on its own schedule: wait until all three have been, then read.)
-    _wait(lambda: len(_query(prometheus, 'up{job="patroni"} == 1')) == 3, "all three members scraped", 60)
-    _wait(lambda: [r["value"][1] for r in _query(prometheus, 'sum by (scope) (patroni_primary{job="patroni"})')] == ["1"],
+    wait_until(lambda: len(_query(prometheus, 'up{job="patroni"} == 1')) == 3, "all three members scraped", 60)
+    wait_until(lambda: [r["value"][1] for r in _query(prometheus, 'sum by (scope) (patroni_primary{job="patroni"})')] == ["1"],
           "Patroni's metrics scraped: one primary", 30)
     assert len(_query(prometheus, 'patroni_postgres_running{job="patroni"} == 1')) == 3
     assert len(_query(prometheus, 'patroni_xlog_replayed_location{job="patroni"} and on (instance) patroni_replica == 1')) == 2
@@ -328,13 +321,13 @@ def test_patroni_failover_loses_no_accepted_line(processes, tmp_path, postgres_d
         # The alerts, from the real metrics: the new timeline says a failover happened; the lost
         # member is down until it is back; there is a primary again.
         # (MemberDown waits out its minute: active is enough here.)
-        _wait(lambda: _alerts(prometheus).get("BklogPostgresFailover") == "firing"
+        wait_until(lambda: _alerts(prometheus).get("BklogPostgresFailover") == "firing"
               and "BklogPostgresMemberDown" in _alerts(prometheus), "BklogPostgresFailover and BklogPostgresMemberDown", 60)
         assert "BklogPostgresNoPrimary" not in _alerts(prometheus)
 
         # The lost node comes back: Patroni rewinds it and it follows the new primary.
         processes.start(primary, ["patroni", str(configs[primary])], user="postgres")
-        _wait(lambda: _roles(rest) == {n: "primary" if n == new_primary else "replica" for n in rest},
+        wait_until(lambda: _roles(rest) == {n: "primary" if n == new_primary else "replica" for n in rest},
               f"{primary} back as a replica of {new_primary}", 120)
     finally:
         stack.close()
@@ -353,7 +346,7 @@ def _prometheus(processes: Processes, tmp: Path, scrape_configs: list[dict]) -> 
                                   "scrape_configs": scrape_configs}))
     processes.start("prometheus", ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp / 'tsdb'}",
                                    f"--web.listen-address=127.0.0.1:{port}"])
-    _wait(lambda: _get(f"http://127.0.0.1:{port}/-/ready")[0] == 200, "Prometheus ready", 60)
+    wait_until(lambda: _get(f"http://127.0.0.1:{port}/-/ready")[0] == 200, "Prometheus ready", 60)
     return port
 
 
@@ -435,8 +428,8 @@ def test_sentinel_failover_loses_no_accepted_batch(processes, tmp_path):
     def replicas_in_sync() -> bool:
         return _redis_cli(redis_ports[0], "INFO", "replication").count("state=online") == 2
 
-    _wait(replicas_in_sync, "two replicas online", 30)
-    _wait(lambda: _redis_cli(sentinel_ports[0], "SENTINEL", "ckquorum", "bklog").startswith("OK 3"),
+    wait_until(replicas_in_sync, "two replicas online", 30)
+    wait_until(lambda: _redis_cli(sentinel_ports[0], "SENTINEL", "ckquorum", "bklog").startswith("OK 3"),
           "three sentinels in quorum", 30)
 
     # Each sentinel through redis_exporter (Debian's), as roles/monitoring scrapes them.
@@ -450,9 +443,9 @@ def test_sentinel_failover_loses_no_accepted_batch(processes, tmp_path):
         "relabel_configs": [{"source_labels": ["__address__"], "target_label": "__param_target"},
                             {"source_labels": ["__param_target"], "target_label": "instance"},
                             {"target_label": "__address__", "replacement": f"127.0.0.1:{exporter}"}]}])
-    _wait(lambda: [r["value"][1] for r in _query(prometheus, 'redis_sentinel_master_ok_sentinels{job="redis_sentinel"}')]
+    wait_until(lambda: [r["value"][1] for r in _query(prometheus, 'redis_sentinel_master_ok_sentinels{job="redis_sentinel"}')]
           == ["3", "3", "3"], "every sentinel scraped, each seeing three", 30)
-    _wait(lambda: [r["value"][1] for r in _query(prometheus, 'redis_sentinel_master_ok_slaves{job="redis_sentinel"}')]
+    wait_until(lambda: [r["value"][1] for r in _query(prometheus, 'redis_sentinel_master_ok_slaves{job="redis_sentinel"}')]
           == ["2"] * 3, "every sentinel seeing both replicas", 30)
 
     url = ";".join(f"sentinel://:{REDIS_PASSWORD}@127.0.0.1:{port}/0" for port in sentinel_ports)
@@ -481,14 +474,14 @@ def test_sentinel_failover_loses_no_accepted_batch(processes, tmp_path):
             return accepted <= _stored_once(stack, api, "redisfailover", load)
 
         try:
-            _wait(every_line, "every accepted line searchable", 60)
+            wait_until(every_line, "every accepted line searchable", 60)
         except AssertionError:
             print(stack.bklog("shell", "-c", "from bklog.logs.models import IngestBatch as B; "
                               "print(B.objects.filter(status='pending').count(), 'batches pending')"))
             print(stack.log("worker")[-6000:])
             raise
         # The sentinels named a second master address: the failover alert fires from the real metrics.
-        _wait(lambda: _alerts(prometheus).get("BklogRedisFailover") == "firing", "BklogRedisFailover firing", 60)
+        wait_until(lambda: _alerts(prometheus).get("BklogRedisFailover") == "firing", "BklogRedisFailover firing", 60)
 
         # Django's cache follows the master too.
         out = stack.bklog("shell", "-c", "from django.core.cache import cache; cache.set('k', 'v', 60); "

@@ -5,7 +5,6 @@ still every line once (Filebeat retries what was not acknowledged)."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -14,6 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from waiting import search, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "service"))
@@ -24,21 +25,6 @@ def filebeat_binary() -> str:
     proc = subprocess.run([str(ROOT / "scripts" / "build-filebeat.sh")], capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout.strip().splitlines()[-1]
-
-
-def _search(stack, api: str, query: str) -> dict:
-    status, body = stack.get(f"/api/v1/index_sets/app/search?{query}", api)
-    assert status == 200, body
-    return json.loads(body)
-
-
-def _wait(predicate, what: str, timeout: float):
-    deadline = time.time() + timeout
-    while not (value := predicate()):
-        if time.time() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(1)
-    return value
 
 
 def test_filebeat_ships_every_line_once_through_an_outage(tmp_path, filebeat_binary):
@@ -65,7 +51,7 @@ def test_filebeat_ships_every_line_once_through_an_outage(tmp_path, filebeat_bin
         with app_log.open("a") as out:
             for i in range(100):
                 out.write(f"first part line {i} order={i}\n")
-        _wait(lambda: _search(stack, api, "q=first&size=1")["total"] == 100, "the first 100 lines", 120)
+        wait_until(lambda: search(stack, api, "q=first&size=1")["total"] == 100, "the first 100 lines", 120)
 
         assert stack.stop("gunicorn") == 0  # 20 s without BK LOG while the file grows
         with app_log.open("a") as out:
@@ -75,16 +61,16 @@ def test_filebeat_ships_every_line_once_through_an_outage(tmp_path, filebeat_bin
                 time.sleep(0.1)
         time.sleep(10)
         stack.start_gunicorn()
-        _wait(lambda: _search(stack, api, "q=second&size=1")["total"] >= 100, "the lines written during the outage", 180)
+        wait_until(lambda: search(stack, api, "q=second&size=1")["total"] >= 100, "the lines written during the outage", 180)
         time.sleep(5)  # anything sent twice would have arrived by now
-        assert _search(stack, api, "q=line&size=1")["total"] == 200  # every line, once
+        assert search(stack, api, "q=line&size=1")["total"] == 200  # every line, once
 
-        hit = _search(stack, api, "q=%22first+part+line+7%22&size=1")["hits"][0]
+        hit = search(stack, api, "q=%22first+part+line+7%22&size=1")["hits"][0]
         assert hit["message"] == "first part line 7 order=7"
         fields = hit["fields"]
         assert fields["log.file.path"] == str(app_log) and fields["agent.type"] == "filebeat"
         assert fields["input.type"] == "log" and "host.name" in fields
-        by_path = _search(stack, api, f"field.log.file.path={app_log}&size=1")
+        by_path = search(stack, api, f"field.log.file.path={app_log}&size=1")
         assert by_path["total"] == 200
     finally:
         os.killpg(filebeat.pid, signal.SIGTERM)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from waiting import search, wait_until
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "service"))
 
@@ -44,21 +46,6 @@ def _render(tmp: Path, port: int, token: str, log_dir: Path, spool: Path, error_
     return config
 
 
-def _search(stack, api: str, query: str) -> dict:
-    status, body = stack.get(f"/api/v1/index_sets/app/search?{query}", api)
-    assert status == 200, body
-    return json.loads(body)
-
-
-def _wait(predicate, what: str, timeout: float):
-    deadline = time.time() + timeout
-    while not (value := predicate()):
-        if time.time() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(1)
-    return value
-
-
 @pytest.mark.skipif(not Path(RSYSLOGD).exists(), reason="rsyslog is installed by scripts/setup.sh")
 def test_rsyslog_ships_every_line_once_while_bklog_refuses_for_now(tmp_path):
     from test_e2e import Stack
@@ -82,15 +69,15 @@ def test_rsyslog_ships_every_line_once_while_bklog_refuses_for_now(tmp_path):
                 app_log.write(f"shipped line {i} order={i}\n")
                 app_log.flush()
                 time.sleep(1 / 30)
-        _wait(lambda: _search(stack, api, "q=shipped&size=1")["total"] >= 120, "all 120 lines", 120)
+        wait_until(lambda: search(stack, api, "q=shipped&size=1")["total"] >= 120, "all 120 lines", 120)
         time.sleep(5)  # anything sent twice would have arrived by now
-        assert _search(stack, api, "q=shipped&size=1")["total"] == 120  # every line, once
+        assert search(stack, api, "q=shipped&size=1")["total"] == 120  # every line, once
         refused = stack.log("gunicorn").count('/_bulk HTTP/1.1" 429')
         assert refused >= 3, "the rate limit refused no batch: the retry path was not exercised"
         # Lines that went through the retry path keep their fields: host, program, time.
         host = socket.gethostname()
-        assert _search(stack, api, f"q=shipped&field.host={host}&field.program=app&size=1")["total"] == 120
-        hits = {hit["message"] for hit in _search(stack, api, "q=shipped&size=200")["hits"]}
+        assert search(stack, api, f"q=shipped&field.host={host}&field.program=app&size=1")["total"] == 120
+        hits = {hit["message"] for hit in search(stack, api, "q=shipped&size=200")["hits"]}
         assert hits == {f"shipped line {i} order={i}" for i in range(120)}
         assert not error_file.exists() or error_file.read_text() == ""
     finally:
