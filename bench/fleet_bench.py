@@ -72,8 +72,8 @@ def fleet_section(results: Path | None) -> str:
         "",
         f"Machine: {os.cpu_count()} cores; `molecule/ha` (three data hosts: Consul servers, Patroni, Redis with "
         "Sentinel; 2 app hosts, Debian 13 and 12, each the API and every worker; 2 balancers sharing a floating "
-        "address), reached over SSH. Load through the floating address during each playbook: 12 searches/s, "
-        "4 ingests/s of 5 lines, an export every 5 s. One host per batch (serial 1). "
+        "address), reached over SSH. Load through the floating address during each playbook: "
+        f"{json.loads(out.read_text().splitlines()[0]).get('load', 'not recorded')}. One host per batch (serial 1). "
         + (f"Whole `molecule test -s ha`: {total / 60:.1f} min. " if total else "")
         + f"One run (bench/fleet_bench.py, from {'its own molecule run' if total else results.name}).",
         "",

@@ -27,8 +27,8 @@ def section(figures: dict, total: float | None) -> str:
         f"Machine: {os.cpu_count()} cores. `molecule/ha`: three data hosts (Debian 12), each a Consul server, a Patroni "
         "member (synchronous mode, ttl 20 s, loop_wait 5 s) and a Redis with its sentinel (down after 5 s); two app hosts "
         "(Debian 13 and 12) with nginx, gunicorn, the workers and beat under a Consul lock; two balancers (keepalived, "
-        "advert 1 s). Load through the floating address: 12 searches/s, 4 ingests/s of 5 "
-        "lines, an export every 5 s. Seconds are from the kill to the first answer of the new leader's own check "
+        f"advert 1 s). Load through the floating address: {figures.get('load', 'not recorded')}. "
+        "Seconds are from the kill to the first answer of the new leader's own check "
         "(Patroni's REST API, the sentinels), polled every 0.5 s. "
         + (f"Whole `molecule test -s ha`: {total / 60:.1f} min. " if total else "") + "One run, stated as such.",
         "",

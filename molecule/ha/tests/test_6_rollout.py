@@ -61,7 +61,7 @@ def _under_load(load, name: str, *extra: str):
     with ROLLOUTS.open("a") as out:
         out.write(json.dumps({"playbook": name, "args": " ".join(extra), "seconds": round(run.seconds, 1),
                               "served": traffic.served, "failed": len(traffic.failures), "lines": traffic.sent_lines,
-                              "exports": len(traffic.export_jobs), "log": str(run.log)}) + "\n")
+                              "exports": len(traffic.export_jobs), "load": traffic.describe(), "log": str(run.log)}) + "\n")
     return run, traffic
 
 

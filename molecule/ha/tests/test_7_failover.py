@@ -35,6 +35,7 @@ APP_SPEC = yaml.safe_load((ROOT / "bklog" / "app.yml").read_text())
 @pytest.fixture(scope="module", autouse=True)
 def fresh_figures():
     FIGURES.unlink(missing_ok=True)
+    _record("load", Load(BASE, "", "", "").describe())
 
 
 def _record(key: str, value) -> None:
