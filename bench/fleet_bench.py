@@ -47,15 +47,38 @@ def playbook(inventory: Path, name: str, *extra: str) -> tuple[float, str]:
     return elapsed, result.stdout
 
 
+def task_starts(log: str) -> list[tuple[str, datetime]]:
+    """(task name, start time) of every task, from profile_tasks' timestamp under each header."""
+    return [(match.group(1), datetime.strptime(" ".join(match.group(2).split()), "%A %d %B %Y %H:%M:%S"))
+            for match in re.finditer(r"TASK \[([^\]]+)\].*?\n(\w+ \d+ \w+ \d{4} +\d\d:\d\d:\d\d)", log)]
+
+
 def batch_seconds(log: str) -> list[float]:
-    """Wall time of each batch of the serial play, from profile_tasks' timestamps: a batch starts at
-    its 'Note the running release' task and ends where the next one starts (or the play ends)."""
-    stamps = []
-    for match in re.finditer(r"TASK \[([^\]]+)\].*?\n(\w+ \d+ \w+ \d{4} +\d\d:\d\d:\d\d)", log):
-        stamps.append((match.group(1), datetime.strptime(" ".join(match.group(2).split()), "%A %d %B %Y %H:%M:%S")))
+    """Wall time of each batch of the serial play: a batch starts at its 'Note the running release'
+    task and ends where the next one starts (or the play ends)."""
+    stamps = task_starts(log)
     starts = [t for name, t in stamps if name == "Note the running release"]
     end = stamps[-1][1] if stamps else None
     return [((starts[i + 1] if i + 1 < len(starts) else end) - s).total_seconds() for i, s in enumerate(starts)]
+
+
+def drained_seconds(log: str) -> list[float]:
+    """How long each batch was out of traffic (issue 21's target): from its first 'Mark the host down
+    on every balancer' to the end of the balancers' reload after 'Put the host back on every
+    balancer' (the start of the task after that reload)."""
+    stamps = task_starts(log)
+    windows, drained_at, back = [], None, None
+    for i, (name, at) in enumerate(stamps):
+        if name.endswith("Mark the host down on every balancer") and drained_at is None:
+            drained_at = at
+        elif name.endswith("Put the host back on every balancer") and drained_at is not None:
+            back = i
+        elif back is not None and i == back + 2:  # the task after the reload that follows
+            windows.append((at - drained_at).total_seconds())
+            drained_at, back = None, None
+    if back is not None and drained_at is not None:  # the play ended with the reload
+        windows.append((stamps[-1][1] - drained_at).total_seconds())
+    return windows
 
 
 def fleet_section(results: Path | None) -> str:
@@ -77,12 +100,15 @@ def fleet_section(results: Path | None) -> str:
         + (f"Whole `molecule test -s ha`: {total / 60:.1f} min. " if total else "")
         + f"One run (bench/fleet_bench.py, from {'its own molecule run' if total else results.name}).",
         "",
-        "| playbook | wall s | s per batch (each) | requests served | failed | lines ingested (all searchable) | exports (all done) |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
+        "| playbook | wall s | s per batch (each) | s drained, drain to undrain (each) | requests served | failed "
+        "| lines ingested (all searchable) | exports (all done) |",
+        "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: |",
     ]
     for run in map(json.loads, out.read_text().splitlines()):
-        batches = batch_seconds(Path(run["log"]).read_text())
+        log = Path(run["log"]).read_text()
+        batches, drained = batch_seconds(log), drained_seconds(log)
         lines.append(f"| {run['playbook']} {run['args']} | {run['seconds']:.0f} | {', '.join(f'{b:.0f}' for b in batches)} | "
+                     f"{', '.join(f'{d:.0f}' for d in drained)} | "
                      f"{run['served']} | {run['failed']} | {run['lines']} | {run['exports']} |")
     return "\n".join(lines) + "\n\n"
 

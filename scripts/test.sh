@@ -9,11 +9,27 @@ what=${1:-all}
 suites=0
 # Each suite's wall time, printed at the end (every new proof shows what it costs).
 timings=()
+# The share of the machine's CPU left idle while each suite ran (the background scenarios
+# included): idle CPU means room to run more side by side; none means only less work is faster.
+cpu_ticks() {  # prints "total idle" jiffies of every core since boot
+  local fields
+  read -r -a fields < /proc/stat
+  echo "$(( fields[1] + fields[2] + fields[3] + fields[4] + fields[5] + fields[6] + fields[7] + fields[8] )) $(( fields[4] + fields[5] ))"
+}
+idle_since() {  # idle % since the "total idle" ticks given
+  local total idle
+  read -r total idle < <(cpu_ticks)
+  echo $(( (idle - $2) * 100 / (total - $1 > 0 ? total - $1 : 1) ))
+}
 mark=$SECONDS
+start_ticks=$(cpu_ticks)
+mark_ticks=$start_ticks
 suite_done() {
   suites=$((suites + 1))
-  timings+=("$(printf '%-28s %5ss' "$1" $((SECONDS - mark)))")
+  # shellcheck disable=SC2086
+  timings+=("$(printf '%-28s %5ss  CPU idle %3s%%' "$1" $((SECONDS - mark)) "$(idle_since $mark_ticks)")")
   mark=$SECONDS
+  mark_ticks=$(cpu_ticks)
 }
 export PATH="$PWD/.venv/bin:$PATH"
 # Every scenario's shared settings (.config/molecule/config.yml), named explicitly: molecule finds
@@ -176,6 +192,7 @@ fi
 
 echo "== time per suite (wall clock; the background scenarios overlap the others)"
 printf '  %s\n' "${timings[@]}"
-echo "  total: ${SECONDS}s"
+# shellcheck disable=SC2086
+echo "  total: ${SECONDS}s, CPU idle $(idle_since $start_ticks)% of $(nproc) cores"
 # Every suite above stops the script on failure (set -e): reaching here means all passed.
 echo "suites: $suites passed, 0 failed"
