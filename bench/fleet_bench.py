@@ -53,30 +53,30 @@ def task_starts(log: str) -> list[tuple[str, datetime]]:
             for match in re.finditer(r"TASK \[([^\]]+)\].*?\n(\w+ \d+ \w+ \d{4} +\d\d:\d\d:\d\d)", log)]
 
 
-def batch_seconds(log: str) -> list[float]:
-    """Wall time of each batch of the serial play: a batch starts at its 'Note the running release'
-    task and ends where the next one starts (or the play ends)."""
-    stamps = task_starts(log)
+def batch_seconds(stamps: list[tuple[str, datetime]]) -> list[float]:
+    """Wall time of each batch of the serial play (task_starts of its log): a batch starts at its
+    'Note the running release' task and ends where the next one starts (or the play ends)."""
     starts = [t for name, t in stamps if name == "Note the running release"]
     end = stamps[-1][1] if stamps else None
     return [((starts[i + 1] if i + 1 < len(starts) else end) - s).total_seconds() for i, s in enumerate(starts)]
 
 
-def drained_seconds(log: str) -> list[float]:
+def drained_seconds(stamps: list[tuple[str, datetime]]) -> list[float]:
     """How long each batch was out of traffic (issue 21's target): from its first 'Mark the host down
     on every balancer' to the end of the balancers' reload after 'Put the host back on every
-    balancer' (the start of the task after that reload)."""
-    stamps = task_starts(log)
-    windows, drained_at, back = [], None, None
-    for i, (name, at) in enumerate(stamps):
+    balancer' (the start of the task after that reload, or the play's end)."""
+    windows, drained_at, put_back, reloading = [], None, False, False
+    for name, at in stamps:
+        if reloading:
+            windows.append((at - drained_at).total_seconds())
+            drained_at, put_back, reloading = None, False, False
         if name.endswith("Mark the host down on every balancer") and drained_at is None:
             drained_at = at
         elif name.endswith("Put the host back on every balancer") and drained_at is not None:
-            back = i
-        elif back is not None and i == back + 2:  # the task after the reload that follows
-            windows.append((at - drained_at).total_seconds())
-            drained_at, back = None, None
-    if back is not None and drained_at is not None:  # the play ended with the reload
+            put_back = True
+        elif name.endswith("Reload the balancers") and put_back:
+            reloading = True
+    if reloading:
         windows.append((stamps[-1][1] - drained_at).total_seconds())
     return windows
 
@@ -105,8 +105,8 @@ def fleet_section(results: Path | None) -> str:
         "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: |",
     ]
     for run in map(json.loads, out.read_text().splitlines()):
-        log = Path(run["log"]).read_text()
-        batches, drained = batch_seconds(log), drained_seconds(log)
+        stamps = task_starts(Path(run["log"]).read_text())
+        batches, drained = batch_seconds(stamps), drained_seconds(stamps)
         lines.append(f"| {run['playbook']} {run['args']} | {run['seconds']:.0f} | {', '.join(f'{b:.0f}' for b in batches)} | "
                      f"{', '.join(f'{d:.0f}' for d in drained)} | "
                      f"{run['served']} | {run['failed']} | {run['lines']} | {run['exports']} |")
@@ -145,7 +145,7 @@ def main() -> None:
             if not args.no_upgrade:
                 upgrade_s, log = playbook(work, "rolling_upgrade.yml", "-e", f"bklog_version=1.5.{count}",
                                           "-e", f"bklog_rollout_serial={args.serial}")
-                batches = batch_seconds(log)
+                batches = batch_seconds(task_starts(log))
         finally:
             subprocess.run(["podman", "rm", "-f", *names], capture_output=True)
         rows.append((count, deploy_s, upgrade_s, batches))
