@@ -1,0 +1,32 @@
+"""ansible.cfg's strategy: the project's shim (plugins/strategy/mitogen_linear.py) loads Mitogen's
+linear strategy from the project's environment, not the plain fallback; one interpreter path for
+every host. (Every molecule scenario then runs through it.)"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+LOAD = """
+from ansible.plugins.loader import init_plugin_loader, strategy_loader
+init_plugin_loader()
+strategy_loader.add_directory({path!r})
+print(" ".join(c.__module__ for c in strategy_loader.get("mitogen_linear", class_only=True).__mro__))
+"""
+
+
+def test_the_configured_strategy_is_mitogens():
+    dump = subprocess.run([Path(sys.executable).parent / "ansible-config", "dump", "--only-changed"],
+                          env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")},
+                          capture_output=True, text=True, check=True).stdout
+    assert "DEFAULT_STRATEGY(" in dump and "= mitogen_linear" in dump, dump
+    assert f"= ['{ROOT / 'plugins' / 'strategy'}']" in dump, dump
+    assert "INTERPRETER_PYTHON(" in dump and "= /usr/bin/python3" in dump, dump
+    modules = subprocess.run([sys.executable, "-c", LOAD.format(path=str(ROOT / "plugins" / "strategy"))],
+                             capture_output=True, text=True, check=True)
+    assert "ansible_mitogen.strategy" in modules.stdout.split(), modules.stdout + modules.stderr
+    assert "mitogen is not installed" not in modules.stderr, modules.stderr
