@@ -9,6 +9,8 @@ result.
 
 from __future__ import annotations
 
+import getpass
+
 from ansible.utils.display import Display
 
 try:
@@ -20,6 +22,20 @@ except ImportError:
     Display().warning("mitogen is not installed in this Python (uv sync installs it): running the plain "
                       "linear strategy, which is slower")
 else:
+    import ansible_mitogen.transport_config
+
+    _connection_remote_user = ansible_mitogen.transport_config.PlayContextSpec.remote_user
+
+    def _remote_user(self):
+        """Ansible's own local connection logs in as whoever runs ansible-playbook, so `become: true`
+        to root as root is no become at all; Mitogen reads no user there and runs sudo, which a root
+        controller may not have ("No such file or directory: 'sudo'"). Same user, same answer."""
+        user = _connection_remote_user(self)
+        if not user and self.transport() == "local":
+            return getpass.getuser()
+        return user
+
+    ansible_mitogen.transport_config.PlayContextSpec.remote_user = _remote_user
 
     class StrategyModule(ansible_mitogen.strategy.StrategyMixin,
                          ansible_mitogen.loaders.strategy_loader.get("linear", class_only=True)):

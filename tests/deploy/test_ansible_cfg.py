@@ -30,3 +30,28 @@ def test_the_configured_strategy_is_mitogens():
                              capture_output=True, text=True, check=True)
     assert "ansible_mitogen.strategy" in modules.stdout.split(), modules.stdout + modules.stderr
     assert "mitogen is not installed" not in modules.stderr, modules.stderr
+
+
+PLAY = """
+- hosts: here
+  become: true
+  gather_facts: false
+  tasks:
+    - command: id -un
+      register: who
+    - debug: {msg: "ran as {{ who.stdout }}"}
+"""
+
+
+def test_become_to_the_user_already_running_is_no_become(tmp_path):
+    """A local connection with `become: true` run by root (CI, a root controller, the tests' local
+    inventories): Ansible runs no sudo for it, nor may Mitogen (a root controller may have none)."""
+    import getpass
+    (tmp_path / "play.yml").write_text(PLAY)
+    (tmp_path / "hosts").write_text(f"here ansible_connection=local ansible_python_interpreter={sys.executable}\n")
+    run = subprocess.run([Path(sys.executable).parent / "ansible-playbook", "-i", str(tmp_path / "hosts"),
+                          str(tmp_path / "play.yml")],
+                         env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+                              "ANSIBLE_BECOME_USER": getpass.getuser()},
+                         capture_output=True, text=True)
+    assert run.returncode == 0 and f"ran as {getpass.getuser()}" in run.stdout, run.stdout[-3000:] + run.stderr
