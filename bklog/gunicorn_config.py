@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from bklog import consul_registration
-from bklog.config import Config, ConfigError
+from bklog.config import Config, ConfigError, load_app_spec
 
 try:
     _config = Config()
@@ -37,7 +37,7 @@ accesslog = "-"
 errorlog = "-"
 loglevel = _config["BKLOG_LOG_LEVEL"].lower()
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
-proc_name = "bklog-api"
+proc_name = load_app_spec()["api"]["program"]  # the supervisor program's name (bklog/app.yml)
 # gunicornc's control socket (gunicorn 25+) would go to ~/.gunicorn, shared by every gunicorn of
 # the user (and not writable for the service user): nothing here uses it.
 control_socket_disable = True

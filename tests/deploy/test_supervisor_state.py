@@ -4,6 +4,7 @@ per program, the Consul check's exit codes, and what either says when supervisor
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -57,9 +58,17 @@ def run(*args) -> tuple[int, str]:
 @pytest.mark.skipif(not shutil.which("curl"), reason="the reader needs curl (the supervisor role installs it)")
 def test_the_reader_lists_every_program_and_checks_one(supervisord):
     reader, conf = supervisord
-    assert run(reader) == (0, "bklog-api RUNNING\nbklog-worker-pipeline STOPPED")
-    assert run(reader, "bklog-api") == (0, "bklog-api RUNNING")
-    assert run(reader, "bklog-worker-pipeline") == (2, "bklog-worker-pipeline STOPPED")
+    code, out = run(reader)
+    api, worker = out.splitlines()
+    pid = subprocess.run([BIN / "supervisorctl", "-c", conf, "pid", "bklog-api"],
+                         capture_output=True, text=True).stdout.strip()
+    assert code == 0 and re.fullmatch(rf"bklog-api RUNNING {pid} \d+", api), out
+    assert worker == "bklog-worker-pipeline STOPPED 0 0", out
+    code, line = run(reader, "bklog-api")
+    assert code == 0 and line.split()[:3] == api.split()[:3], line
+    assert run(reader, "bklog-worker-pipeline") == (2, "bklog-worker-pipeline STOPPED 0 0")
+    time.sleep(2)
+    assert int(run(reader, "bklog-api")[1].split()[3]) >= 2
     code, out = run(reader, "bklog-worker-gone")
     assert code == 2 and "unknown to supervisord" in out and "BAD_NAME" in out, out
     subprocess.run([BIN / "supervisorctl", "-c", conf, "shutdown"], check=True, capture_output=True)
@@ -86,3 +95,22 @@ def test_the_textfile_writer_exports_the_readers_states(supervisord, tmp_path: P
     assert run("sh", writer, out, reader)[0] == 0
     metrics = (out / "bklog_supervisor.prom").read_text()
     assert "bklog_supervisor_reachable 0\n" in metrics and "node_supervisord_up" not in metrics
+
+
+@pytest.mark.skipif(not shutil.which("curl"), reason="the reader needs curl (the supervisor role installs it)")
+def test_the_status_collector_reads_the_reader(supervisord):
+    """playbooks/status.yml's collector: programs with the prefix, an uptime for the running ones,
+    supervisord's absence said as one UNREACHABLE entry."""
+    import importlib.util
+    reader, conf = supervisord
+    spec = importlib.util.spec_from_file_location("collect", ROOT / "roles/bklog_status/files/bklog_status_collect.py")
+    collect = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(collect)
+    api, worker = collect.programs(str(reader), "bklog-")
+    assert api["name"] == "bklog-api" and api["state"] == "RUNNING" and re.fullmatch(r"\d+:\d\d:\d\d", api["uptime"])
+    assert worker == {"name": "bklog-worker-pipeline", "state": "STOPPED", "uptime": None, "detail": ""}
+    assert collect.programs(str(reader), "bklog-worker-") == [worker]
+    subprocess.run([BIN / "supervisorctl", "-c", conf, "shutdown"], check=True, capture_output=True)
+    time.sleep(1)
+    [gone] = collect.programs(str(reader), "bklog-")
+    assert gone["state"] == "UNREACHABLE" and "does not answer" in gone["detail"], gone

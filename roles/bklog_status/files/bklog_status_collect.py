@@ -11,9 +11,9 @@ broker's backlog per Celery queue, disk and memory use; and the problems found a
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
-import re
 import shlex
 import socket
 import ssl
@@ -31,24 +31,26 @@ def release(root: Path) -> dict:
     return {"running": running, "complete": complete, "kept": releases}
 
 
-def programs() -> list[dict]:
-    """supervisorctl status lines: `name STATE pid 12, uptime 1:02:03` or `name STOPPED Nov 29 09:00 AM`."""
+def programs(state_command: str, prefix: str) -> list[dict]:
+    """The supervisor role's state reader (supervisor-state): a line `NAME STATE PID UPTIME` per
+    program, exit 4 when supervisord does not answer."""
     try:
-        out = subprocess.run(["supervisorctl", "status"], capture_output=True, text=True, timeout=30).stdout
+        done = subprocess.run([state_command], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return [{"name": "supervisord", "state": "UNREACHABLE", "uptime": None, "detail": str(exc)}]
+    if done.returncode != 0:
+        detail = (done.stdout + done.stderr).strip()[:200]
+        return [{"name": "supervisord", "state": "UNREACHABLE", "uptime": None, "detail": detail}]
     found = []
-    for line in out.splitlines():
-        parts = line.split(None, 2)
-        if len(parts) < 2:
+    for line in done.stdout.splitlines():
+        parts = line.split()
+        if len(parts) != 4 or not parts[0].startswith(prefix):
             continue
-        if not parts[0].startswith("bklog-"):
-            if "refused" in line or "no such file" in line.lower():
-                return [{"name": "supervisord", "state": "UNREACHABLE", "uptime": None, "detail": line.strip()}]
-            continue
-        uptime = re.search(r"uptime (\S+)", line)
-        found.append({"name": parts[0], "state": parts[1], "uptime": uptime.group(1) if uptime else None,
-                      "detail": "" if uptime else (parts[2].strip() if len(parts) > 2 else "")})
+        name, state, _pid, uptime = parts
+        seconds = int(uptime) if uptime.isdigit() else 0
+        found.append({"name": name, "state": state,
+                      "uptime": str(datetime.timedelta(seconds=seconds)) if state == "RUNNING" else None,
+                      "detail": ""})
     return found
 
 
@@ -183,6 +185,8 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=Path("/opt/bklog"))
     parser.add_argument("--env-file", type=Path, default=Path("/etc/bklog/bklog.env"))
     parser.add_argument("--queues", default="")
+    parser.add_argument("--state-command", default="/usr/local/sbin/supervisor-state")
+    parser.add_argument("--program-prefix", default="bklog-")
     parser.add_argument("--consul-url", default="")
     parser.add_argument("--max-backlog", type=int, default=1000)
     parser.add_argument("--max-disk-percent", type=float, default=85)
@@ -192,7 +196,7 @@ def main() -> None:
     args.broker_required = bool(env.get("REDIS_URL"))
     report = {
         "release": release(args.root),
-        "programs": programs(),
+        "programs": programs(args.state_command, args.program_prefix),
         "consul_checks": consul_checks(args.consul_url) if args.consul_url else [],
         "backlog": backlog(env.get("REDIS_URL", ""), [q for q in args.queues.split(",") if q],
                            env.get("BKLOG_REDIS_SENTINEL_MASTER") or "bklog", env.get("BKLOG_REDIS_TLS_CA", "")),
