@@ -4,7 +4,7 @@ a release from the wheelhouse against a per-host `pip install` from the package 
 
     uv run python bench/deploy_bench.py [--runs 3] [--skip-install] [--write]
 
-ANSIBLE_STRATEGY=linear measures Ansible's plain strategy instead of ansible.cfg's (Mitogen).
+ANSIBLE_STRATEGY=mitogen_linear measures Mitogen for Ansible instead of ansible.cfg's linear strategy.
 
 Hosts are podman containers from scripts/build-images.sh, reached over SSH (as molecule does).
 """
@@ -76,7 +76,7 @@ def main() -> None:
         "",
         f"Machine: {os.cpu_count()} cores, podman container (Debian 12, systemd) as the host, reached over SSH "
         f"(pipelining, ControlPersist). `playbooks/site.yml` with `inventories/local` vars, {args.runs} fresh hosts, "
-        f"strategy {os.environ.get('ANSIBLE_STRATEGY', 'mitogen_linear (ansible.cfg)')}.",
+        f"strategy {os.environ.get('ANSIBLE_STRATEGY', 'linear (ansible.cfg)')}.",
         "",
         "| run | median s | all runs s |",
         "| --- | ---: | --- |",
