@@ -4,12 +4,15 @@
     gunicorn -c python:bklog.gunicorn_config bklog.wsgi:application
 """
 
+import json
 import logging
 import multiprocessing
 import os
 import shutil
 import sys
 from pathlib import Path
+
+from gunicorn import util as gunicorn_util
 
 from bklog import consul_registration
 from bklog.config import Config, ConfigError, load_app_spec
@@ -43,6 +46,22 @@ proc_name = load_app_spec()["api"]["program"]  # the supervisor program's name (
 control_socket_disable = True
 umask = 0o007  # the unix socket is reachable by the bklog group (nginx joins it), not by everyone
 forwarded_allow_ips = "127.0.0.1"
+# The longest request line gunicorn can take (its default is 4094), as nginx's 8k header buffers:
+# a long query string is refused by whichever comes first with the same limit, never half-way.
+limit_request_line = 8190
+
+
+def _write_json_error(sock, status_int, reason, mesg):
+    """gunicorn's own refusals (a request line or header too large, a malformed request, before
+    Django sees it) as the API's JSON error, not gunicorn's HTML page. Replaces
+    gunicorn.util.write_error, the one function every worker answers them with."""
+    body = json.dumps({"error": f"{reason}: {mesg}" if mesg else reason, "param": None}).encode()
+    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
+    gunicorn_util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+gunicorn_util.write_error = _write_json_error
 
 # prometheus_client multiprocess mode: one directory shared by all workers, emptied at start.
 _metrics_dir = Path(_config["PROMETHEUS_MULTIPROC_DIR"] or _config.data_dir / "prometheus")

@@ -86,7 +86,12 @@ def _decode(body: bytes, encoding: str, limit: int, label: str) -> bytes:
 def read_body(request, limit: int, label: str = "limit") -> bytes:
     """The decoded body, at most `limit` bytes before and after decoding; BodyError otherwise.
     `label` names the limit in the refusal ("ingest limit")."""
-    body = _read_raw(request, limit, label)
+    try:
+        body = _read_raw(request, limit, label)
+    except BodyError:
+        raise
+    except Exception as exc:  # a malformed chunk, a client gone mid-body: the server's parser says which
+        raise BodyError(400, f"the request body could not be read: {exc}") from None
     encodings = [e for e in request.META.get("HTTP_CONTENT_ENCODING", "").split(",") if e.strip()]
     for encoding in reversed(encodings):  # listed in the order they were applied
         body = _decode(body, encoding, limit, label)

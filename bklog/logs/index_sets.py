@@ -11,6 +11,15 @@ from bklog.logs.parsing import validate_parse_rule
 
 class AlreadyExists(ValueError):
     """create_index_set: the name is taken (the API answers 409)."""
+    param = "name"
+
+
+class BadSetting(ValueError):
+    """A value the index set cannot take; `param` names the body field the API refusal points at."""
+
+    def __init__(self, param: str, message: str):
+        super().__init__(message)
+        self.param = param
 
 
 def create_index_set(name: str, parse: str = "plain", retention_days=7, token: str | None = None,
@@ -18,13 +27,16 @@ def create_index_set(name: str, parse: str = "plain", retention_days=7, token: s
     """Shared by the API and `bklog create_index_set`. ValueError names what is wrong. `token`:
     the ingest token to use (a playbook's, from its vault) instead of a new one."""
     if not isinstance(name, str) or not INDEX_SET_NAME.match(name):
-        raise ValueError(f"name {name!r} must be 1-100 of a-z, 0-9, '_' and '-', starting with a letter or digit")
+        raise BadSetting("name", f"name {shown(name)} must be 1-100 of a-z, 0-9, '_' and '-', starting with a letter or digit")
     if not isinstance(parse, str):
-        raise ValueError("parse must be a string: plain, json or regex:PATTERN")
-    kind, pattern = validate_parse_rule(parse)
+        raise BadSetting("parse", "parse must be a string: plain, json or regex:PATTERN")
+    try:
+        kind, pattern = validate_parse_rule(parse)
+    except ValueError as exc:
+        raise BadSetting("parse", str(exc)) from None
     _check_settings(retention_days=retention_days, message_field=message_field)
     if token is not None and (len(token) < 20 or not token.isprintable() or not token.isascii() or " " in token):
-        raise ValueError("an ingest token must be 20 or more printable ASCII characters, without spaces")
+        raise BadSetting("token", "an ingest token must be 20 or more printable ASCII characters, without spaces")
     token = token or new_token("ingest")
     try:
         with transaction.atomic():
@@ -52,7 +64,7 @@ def shown(value) -> str:
 
 def _check_whole_number(name: str, value, low: int, high: int, low_meaning: str = "") -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{name} {shown(value)} must be an integer from {low}{low_meaning} to {high}")
+        raise BadSetting(name, f"{name} {shown(value)} must be an integer from {low}{low_meaning} to {high}")
 
 
 def _check_settings(**changes) -> None:
@@ -62,7 +74,7 @@ def _check_settings(**changes) -> None:
     if "message_field" in changes:
         value = changes["message_field"]
         if not isinstance(value, str) or len(value) > MAX_FIELD_NAME_CHARS or (value and not FIELD_NAME.match(value)):
-            raise ValueError(f"message_field {shown(value)} must be a field name of at most {MAX_FIELD_NAME_CHARS} "
+            raise BadSetting("message_field", f"message_field {shown(value)} must be a field name of at most {MAX_FIELD_NAME_CHARS} "
                              "letters, digits, '_', '@' and '-', dots between nested names (or empty)")
     if "ingest_lines_per_second" in changes:
         _check_whole_number("ingest_lines_per_second", changes["ingest_lines_per_second"], 0,
@@ -77,7 +89,7 @@ def update_index_set(index_set: IndexSet, changes: dict) -> list[str]:
     Returns the names of the settings whose value changed."""
     unknown = sorted(set(changes) - set(UPDATABLE_SETTINGS))
     if unknown:
-        raise ValueError(f"unknown or unchangeable field(s): {names(unknown)}; "
+        raise BadSetting(unknown[0][:100], f"unknown or unchangeable field(s): {names(unknown)}; "
                          f"these can change: {', '.join(UPDATABLE_SETTINGS)}")
     _check_settings(**changes)
     changed = [name for name, value in changes.items() if getattr(index_set, name) != value]

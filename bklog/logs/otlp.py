@@ -66,12 +66,34 @@ def decode(body: bytes, content_type: str) -> dict:
     if content_type == "application/json":
         try:
             data = json.loads(body)
-        except (ValueError, RecursionError) as exc:
-            raise OtlpError(400, f"body is not OTLP JSON: {exc.__class__.__name__}") from None
-        if not isinstance(data, dict):
-            raise OtlpError(400, "body is not OTLP JSON: not an object")
+        except RecursionError:
+            raise OtlpError(400, "body is not OTLP JSON: nested too deeply") from None
+        except ValueError as exc:
+            raise OtlpError(400, f"body is not OTLP JSON: {exc}") from None
+        _check_shape(data)
         return data
     raise OtlpError(415, f"Content-Type {content_type!r}: send {PROTOBUF} or application/json")
+
+
+def _objects(parent: dict, key: str, where: str) -> list:
+    """`parent[key]`, which OTLP makes a list of objects (absent or null: none)."""
+    items = parent.get(key)
+    if items is None:
+        return []
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise OtlpError(400, f"body is not OTLP JSON: {where}{key} is not a list of objects")
+    return items
+
+
+def _check_shape(data) -> None:
+    """The JSON form's skeleton (resourceLogs[].scopeLogs[].logRecords[], each an object), as the
+    protobuf parser checks the binary form's: a request of another shape is refused whole. What is
+    wrong inside one record is that record's rejection, counted in the partial success."""
+    if not isinstance(data, dict):
+        raise OtlpError(400, "body is not OTLP JSON: not an object")
+    for r, resource in enumerate(_objects(data, "resourceLogs", "")):
+        for s, scope in enumerate(_objects(resource, "scopeLogs", f"resourceLogs[{r}].")):
+            _objects(scope, "logRecords", f"resourceLogs[{r}].scopeLogs[{s}].")
 
 
 def _any_value(value):

@@ -16,7 +16,7 @@ from django.views.decorators.csrf import csrf_exempt
 from bklog.logs import auth, bodies, exports, ingest, otlp, values
 from bklog.logs.deadline import DeadlineExceeded, database_deadline
 from bklog.logs.errors import allow, error
-from bklog.logs.index_sets import AlreadyExists, create_index_set, names, update_index_set
+from bklog.logs.index_sets import AlreadyExists, BadSetting, create_index_set, names, update_index_set
 from bklog.logs.models import (
     INDEX_SET_NAME,
     ApiToken,
@@ -128,14 +128,14 @@ def index_sets(request):
         return data
     unknown = sorted(set(data) - {"name", "parse", "retention_days", "message_field"})
     if unknown:
-        return error(400, f"unknown field(s): {names(unknown)}")
+        return error(400, f"unknown field(s): {names(unknown)}", param=unknown[0][:100])
     try:
         index_set, token = create_index_set(data.get("name"), data.get("parse", "plain"), data.get("retention_days", 7),
                                             message_field=_or_empty(data.get("message_field")))
     except AlreadyExists as exc:
-        return error(409, str(exc), param="name")
-    except ValueError as exc:
-        return error(400, str(exc))
+        return error(409, str(exc), param=exc.param)
+    except BadSetting as exc:
+        return error(400, str(exc), param=exc.param)
     return JsonResponse({**index_set.as_dict(), "ingest_token": token}, status=201)
 
 
@@ -151,8 +151,8 @@ def index_set_detail(request, index_set: IndexSet):
             data["message_field"] = _or_empty(data["message_field"])
         try:
             update_index_set(index_set, data)
-        except ValueError as exc:
-            return error(400, str(exc))
+        except BadSetting as exc:
+            return error(400, str(exc), param=exc.param)
     with database_deadline(settings.BKLOG_SEARCH_TIMEOUT):
         lines = line_store().count(index_set)
     return JsonResponse({**index_set.as_dict(), "lines": lines})

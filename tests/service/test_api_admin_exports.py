@@ -31,20 +31,22 @@ def test_create_index_set_over_the_api(client, admin_token, reader_token, ingest
     assert r.json()["lines"] == 1
 
 
-@pytest.mark.parametrize("data, status, message", [
-    ({"name": "web"}, 409, "index set 'web' already exists"),
-    ({"name": "Bad Name"}, 400, "name 'Bad Name' must be"),
-    ({"name": "x", "parse": "xml"}, 400, "parse rule 'xml' is not one of plain, json, regex:PATTERN"),
-    ({"name": "x", "parse": "regex:(unclosed"}, 400, "regex does not compile"),
-    ({"name": "x", "parse": "regex:\\w+"}, 400, "no named groups"),
-    ({"name": "x", "retention_days": 0}, 400, "retention_days 0 must be an integer from 1 to 3650"),
-    ({"name": "x", "retention_days": "7"}, 400, "retention_days '7' must be an integer"),
-    ({"name": "x", "colour": "red"}, 400, "unknown field(s): colour"),
+@pytest.mark.parametrize("data, status, message, param", [
+    ({"name": "web"}, 409, "index set 'web' already exists", "name"),
+    ({"name": "Bad Name"}, 400, "name 'Bad Name' must be", "name"),
+    ({"name": "x", "parse": "xml"}, 400, "parse rule 'xml' is not one of plain, json, regex:PATTERN", "parse"),
+    ({"name": "x", "parse": "regex:(unclosed"}, 400, "regex does not compile", "parse"),
+    ({"name": "x", "parse": "regex:\\w+"}, 400, "no named groups", "parse"),
+    ({"name": "x", "retention_days": 0}, 400, "retention_days 0 must be an integer from 1 to 3650", "retention_days"),
+    ({"name": "x", "retention_days": "7"}, 400, "retention_days '7' must be an integer", "retention_days"),
+    ({"name": "x", "message_field": {"a": 1}}, 400, "message_field {'a': 1} must be a field name", "message_field"),
+    ({"name": "x", "colour": "red"}, 400, "unknown field(s): colour", "colour"),
 ])
-def test_create_index_set_refusals(client, admin_token, data, status, message):
+def test_create_index_set_refusals(client, admin_token, data, status, message, param):
+    """Each refusal names the body field it is about in `param`, as the search's refusals do."""
     post_json(client, "/api/v1/index_sets", admin_token, {"name": "web"})
     r = post_json(client, "/api/v1/index_sets", admin_token, data)
-    assert r.status_code == status and message in r.json()["error"]
+    assert r.status_code == status and message in r.json()["error"] and r.json()["param"] == param
     assert IndexSet.objects.count() == 1
 
 

@@ -398,6 +398,41 @@ def test_chunked_bodies_are_read_and_limited(stack_factory):
     assert sorted(hit["message"] for hit in json.loads(body)["hits"]) == ["chunk one", "chunk two", "chunked bulk"]
 
 
+def _raw(stack, request: bytes) -> tuple[int, dict]:
+    """Send bytes no HTTP library would, and read gunicorn's answer."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", stack.port), timeout=30) as conn:
+        conn.sendall(request)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"content-type: application/json" in head.lower(), answer[:300]
+    return int(head.split()[1]), json.loads(body)
+
+
+def test_malformed_framing_and_oversize_requests_are_json_4xx(stack_factory):
+    """A broken chunk, a request line or header over gunicorn's limits: refused as JSON, as every
+    other refusal is (gunicorn's own answers replaced), never a 500 or an HTML page."""
+    stack = stack_factory(None)
+    ingest_token = stack.bklog("create_index_set", "app")
+    stack.start_gunicorn()
+    auth = f"Authorization: Bearer {ingest_token}\r\n".encode()
+    status, body = _raw(stack, b"POST /api/v1/index_sets/app/ingest HTTP/1.1\r\nHost: x\r\n" + auth
+                        + b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\nERROR\r\n0\r\n\r\n")
+    assert status == 400 and "could not be read" in body["error"], body
+    long_query = b"GET /api/v1/index_sets/app/search?q=" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    status, body = _raw(stack, long_query)
+    assert status == 414 and body["param"] is None, body
+    status, body = _raw(stack, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 9000 + b"\r\n\r\n")
+    assert status == 431, body
+    # A query string up to nginx's 8k buffers reaches the service (gunicorn's default stops at 4k).
+    api = stack.bklog("create_api_token", "ops")
+    status, _ = stack.get("/api/v1/index_sets/app/search?q=" + "a" * 1500 + "&field.x=" + "b" * 5000, api)
+    assert status == 200
+
+
 def test_the_opentelemetry_sdk_exporter_ships_logs(stack_factory):
     """An application's logs through the OpenTelemetry SDK's own OTLP/HTTP exporter (protobuf,
     gzip), configured as an application would: the ingest token in its headers."""

@@ -106,6 +106,13 @@ def test_json_encoding_and_partial_success(client, make_index_set):
     (b"\xff\x00garbage", "application/x-protobuf", 400),
     (b"{not json", "application/json", 400),
     (b"[]", "application/json", 400),
+    # Another shape than resourceLogs[].scopeLogs[].logRecords[] of objects: not a record to reject.
+    (b'{"resourceLogs": [1]}', "application/json", 400),
+    (b'{"resourceLogs": {"scopeLogs": []}}', "application/json", 400),
+    (b'{"resourceLogs": [{"scopeLogs": ["x"]}]}', "application/json", 400),
+    (b'{"resourceLogs": [{"scopeLogs": [{"logRecords": [null]}]}]}', "application/json", 400),
+    (b'{"resourceLogs": [{"scopeLogs": [{"logRecords": {"body": {}}}]}]}', "application/json", 400),
+    (b'{"resourceLogs": ' + b"[" * 5000 + b"]" * 5000 + b"}", "application/json", 400),
     (b"x", "text/plain", 415),
 ])
 def test_bad_requests_are_refused_whole(client, make_index_set, body, content_type, status):

@@ -175,12 +175,16 @@ otlp_records = st.fixed_dictionaries({}, optional={
 
 
 @EXAMPLES
-@given(records=st.lists(st.one_of(otlp_records, json_values), max_size=5), raw=st.one_of(st.none(), st.binary(max_size=200)))
-def test_any_otlp_request_is_stored_as_answered_or_refused(client, app, records, raw):
+@given(records=st.lists(st.one_of(otlp_records, json_values), max_size=5), raw=st.one_of(st.none(), st.binary(max_size=200)),
+       skeleton=st.one_of(st.none(), json_values, st.lists(st.dictionaries(st.sampled_from(["resource", "scopeLogs"]), json_values))))
+def test_any_otlp_request_is_stored_as_answered_or_refused(client, app, records, raw, skeleton):
     _, token, _, _ = app
     before = StoredLines().count()
     if raw is not None:  # arbitrary bytes as protobuf
         r = client.post("/v1/logs", data=raw, content_type="application/x-protobuf", **auth(token))
+    elif skeleton is not None:  # any shape where OTLP has resourceLogs[].scopeLogs[]
+        r = client.post("/v1/logs", data=json.dumps({"resourceLogs": skeleton}).encode("utf-8", "surrogatepass"),
+                        content_type="application/json", **auth(token))
     else:
         body = {"resourceLogs": [{"resource": {"attributes": []}, "scopeLogs": [{"logRecords": records}]}]}
         r = client.post("/v1/logs", data=json.dumps(body).encode("utf-8", "surrogatepass"),
@@ -189,7 +193,7 @@ def test_any_otlp_request_is_stored_as_answered_or_refused(client, app, records,
     if r.status_code >= 400:  # OTLP's refusal: a google.rpc.Status naming what is wrong
         assert refusal(r)[1]
     stored = StoredLines().count() - before
-    if r.status_code == 200 and raw is None:
+    if r.status_code == 200 and raw is None and skeleton is None:
         rejected = int(r.json().get("partialSuccess", {}).get("rejectedLogRecords", 0))
         assert stored + rejected == len(records)
     elif r.status_code >= 400:

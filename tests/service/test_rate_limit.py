@@ -92,8 +92,10 @@ def test_the_api_sets_it_for_admins_only_and_checks_it(client, make_index_set, a
     for bad in (-1, "500", 1.5, True, None, 10**12):
         r = patch(admin_token, {"ingest_lines_per_second": bad})
         assert r.status_code == 400 and "ingest_lines_per_second" in r.json()["error"], (bad, r.content)
+        assert r.json()["param"] == "ingest_lines_per_second"
     r = patch(admin_token, {"parse": "json", "x" * 5000: 1})
     assert r.status_code == 400 and "parse" in r.json()["error"] and len(r.content) < 2000
+    assert r.json()["param"] == "parse"
     # Creating answers unknown fields as briefly, however many and however long.
     r = client.post("/api/v1/index_sets", data=json.dumps({"name": "x", **{f"k{i}" + "y" * 5000: 1 for i in range(50)}}),
                     content_type="application/json", **auth(admin_token))
@@ -102,7 +104,7 @@ def test_the_api_sets_it_for_admins_only_and_checks_it(client, make_index_set, a
     r = patch(admin_token, {"retention_days": 30, "ingest_lines_per_second": 0, "message_field": None})
     assert r.status_code == 200 and r.json()["retention_days"] == 30 and r.json()["ingest_lines_per_second"] is None
     r = patch(admin_token, {"retention_days": 0, "ingest_lines_per_second": 9})
-    assert r.status_code == 400 and "retention_days" in r.json()["error"]
+    assert r.status_code == 400 and "retention_days" in r.json()["error"] and r.json()["param"] == "retention_days"
     assert client.get(url, **auth(admin_token)).json()["ingest_lines_per_second"] is None
 
 

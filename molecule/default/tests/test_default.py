@@ -104,9 +104,18 @@ def test_oversize_ingest_is_refused_by_nginx(host):
     token = host.check_output("bklog create_index_set big-$(date +%s%N)")
     name = host.check_output("bklog shell -c \"from bklog.logs.models import IndexSet; print(IndexSet.objects.latest('created_at').name)\"").splitlines()[-1]
     host.check_output("head -c 11000000 /dev/zero | tr '\\0' 'a' > /root/big.txt")
-    status, _ = curl(host, "-X", "POST", "-H", f"Authorization: Bearer {token}", "--data-binary", "@/root/big.txt",
+    status, body = curl(host, "-X", "POST", "-H", f"Authorization: Bearer {token}", "--data-binary", "@/root/big.txt",
                      f"https://localhost/api/v1/index_sets/{name}/ingest")
     assert status == 413
+    assert json.loads(body) == {"error": "request body larger than 10485760 bytes", "param": None}
+
+
+def test_what_nginx_refuses_itself_is_json_too(host):
+    # A request line over nginx's 8k buffers, and a header over them: refused before gunicorn.
+    status, body = curl(host, "https://localhost/api/v1/index_sets/x/search?q=" + "a" * 9000)
+    assert status == 414 and json.loads(body)["error"] == "request line too long", body
+    status, body = curl(host, "-H", "X-Padding: " + "a" * 9000, "https://localhost/healthz")
+    assert status == 400 and json.loads(body)["param"] is None, body
 
 
 def test_worker_stop_waits_longer_than_the_longest_task(host):
