@@ -46,7 +46,9 @@ def run_playbook(name: str, *extra: str, timeout: int = 1800, forks: int = 8) ->
            "ANSIBLE_FORKS": str(forks), "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks"}
     scenario = Path(os.environ.get("MOLECULE_SCENARIO_DIRECTORY", "scenario")).name
     started = time.time()
-    log = Path(os.environ.get("BKLOG_MOLECULE_LOG_DIR", "/tmp")) / f"bklog-{scenario}-{name}-{int(started)}.log"
+    log_dir = Path(os.environ.get("BKLOG_MOLECULE_LOG_DIR", "/tmp"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / f"bklog-{scenario}-{name}-{int(started)}.log"
     with log.open("w") as out:
         run = subprocess.run(["ansible-playbook", "-i", str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent),
                               str(ROOT / "playbooks" / name), *extra], env=env, stdout=out, stderr=subprocess.STDOUT,
