@@ -17,6 +17,7 @@ import logging
 from http import HTTPStatus
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from django.http import HttpResponse, JsonResponse
 
@@ -107,6 +108,18 @@ def database_unavailable(request, exception: DatabaseError) -> JsonResponse | No
     return error(503, f"the database is unavailable ({exception.__class__.__name__}); retry later")
 
 
+def _suspicious(request, exception: SuspiciousOperation) -> JsonResponse:
+    """What Django refuses as it parses a request (more parameters than it reads, a body over its
+    memory limit, ...): a 4xx saying so, logged as Django logs it (django.security), not a 500."""
+    logging.getLogger(f"django.security.{exception.__class__.__name__}").warning(
+        "%s %s: %s", request.method, request.path, exception)
+    if isinstance(exception, TooManyFieldsSent):
+        return error(400, f"more than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} query or form parameters")
+    if isinstance(exception, RequestDataTooBig):
+        return error(413, f"body larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes")
+    return error(400, f"request refused: {exception.__class__.__name__}")
+
+
 class JsonErrorsMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
@@ -125,6 +138,8 @@ class JsonErrorsMiddleware:
     def process_exception(self, request, exception):
         if isinstance(exception, DatabaseError) and (response := database_unavailable(request, exception)):
             return response
+        if isinstance(exception, SuspiciousOperation):  # the request's doing, raised where Django parses it
+            return _suspicious(request, exception)
         log.error("internal error on %s %s", request.method, request.path, exc_info=exception)
         return error(500, "internal server error (logged by the server)")
 

@@ -407,6 +407,17 @@ def test_a_disallowed_host_is_json(client, settings):
     assert_json_refusal(client.get("/healthz", HTTP_HOST="evil.example"), 400)
 
 
+def test_what_django_refuses_as_it_parses_a_request_is_a_json_4xx(make_index_set, client, admin_token):
+    """More parameters than Django reads (DATA_UPLOAD_MAX_NUMBER_FIELDS), in a query string or a
+    form body: Django's SuspiciousOperation, a 400 saying so, not a 500."""
+    make_index_set("app")
+    many = "&".join(f"a{i}=1" for i in range(1500))
+    r = client.get(f"/api/v1/index_sets/app/search?{many}", HTTP_AUTHORIZATION=f"Bearer {admin_token}")
+    assert "more than 1000 query or form parameters" in assert_json_refusal(r, 400)["error"]
+    r = client.get(f"/api/v1/index_sets/app/histogram?{many}", HTTP_AUTHORIZATION=f"Bearer {admin_token}")
+    assert_json_refusal(r, 400)
+
+
 def test_a_refused_start_in_prod_is_one_line_and_exit_2(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in VARIABLES}
     env.update(BKLOG_ENV="prod", BKLOG_DATA_DIR=str(tmp_path))
