@@ -7,22 +7,12 @@ required case on real Patroni members."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from controller_play import ROOT, run_local_play
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-
-PLAY = """
-- hosts: localhost
-  connection: local
-  gather_facts: false
-  tasks:
+TASKS = """
     - ansible.builtin.include_vars: {{ file: "{root}/roles/postgresql/defaults/main.yml" }}
     - ansible.builtin.include_vars: {{ file: "{root}/roles/postgresql/vars/main.yml" }}
     - ansible.builtin.template:
@@ -37,17 +27,10 @@ PLAY = """
 
 
 def render(tmp_path: Path, **tls) -> tuple[list[str], dict]:
-    inventory = {"all": {"hosts": {"localhost": {"ansible_python_interpreter": sys.executable,
-                                                 "postgresql_patroni_connect_address": "10.0.0.1"}},
-                         "children": {"bklog_postgresql": {"hosts": {"localhost": None}}}}}
-    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
     # As extra vars: they take precedence over the role defaults the play loads with include_vars.
-    (tmp_path / "vars.json").write_text(json.dumps({**tls, "postgresql_allowed_cidrs": ["10.0.1.0/24"]}))
-    (tmp_path / "play.yml").write_text(PLAY.format(root=ROOT, out=tmp_path))
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    run = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(tmp_path / "hosts.yml"), "-e", f"@{tmp_path / 'vars.json'}",
-                          str(tmp_path / "play.yml")], env=env, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    run_local_play(tmp_path, TASKS.format(root=ROOT, out=tmp_path), {"bklog_postgresql": {"hosts": {"localhost": None}}},
+                   localhost_vars={"postgresql_patroni_connect_address": "10.0.0.1"},
+                   extra_vars={**tls, "postgresql_allowed_cidrs": ["10.0.1.0/24"]})
     hba = [line for line in (tmp_path / "pg_hba.conf").read_text().splitlines() if line and not line.startswith("#")]
     return hba, json.loads((tmp_path / "patroni.json").read_text())
 

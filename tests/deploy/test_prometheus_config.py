@@ -6,22 +6,14 @@ tests/engine/test_failover.py.)"""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
+from controller_play import ROOT, run_local_play
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-
-PLAY = """
-- hosts: localhost
-  connection: local
-  gather_facts: false
-  tasks:
+TASKS = """
     - ansible.builtin.include_vars: {{ file: "{root}/roles/monitoring/defaults/main.yml" }}
     - ansible.builtin.template:
         src: "{root}/roles/monitoring/templates/etc/prometheus/prometheus.yml.j2"
@@ -33,17 +25,11 @@ PLAY = """
 
 def render(tmp_path: Path, data_hosts: int, **data_vars) -> dict:
     data = {f"data{i}": data_vars or None for i in range(1, data_hosts + 1)}
-    inventory = {"all": {"hosts": {"localhost": {"ansible_python_interpreter": sys.executable}}, "children": {
-        "bklog": {"children": {"bklog_api": {"hosts": {"api1": None}}, "bklog_workers": {"hosts": {"api1": None}}}},
-        "bklog_postgresql": {"hosts": data}, "bklog_redis": {"hosts": data},
-        "bklog_monitoring": {"hosts": {"data1": None}}}}}
-    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
+    groups = {"bklog": {"children": {"bklog_api": {"hosts": {"api1": None}}, "bklog_workers": {"hosts": {"api1": None}}}},
+              "bklog_postgresql": {"hosts": data}, "bklog_redis": {"hosts": data},
+              "bklog_monitoring": {"hosts": {"data1": None}}}
     out = tmp_path / "prometheus.yml"
-    (tmp_path / "play.yml").write_text(PLAY.format(root=ROOT, out=out))
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    run = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "play.yml")],
-                         env=env, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    run_local_play(tmp_path, TASKS.format(root=ROOT, out=out), groups)
     if shutil.which("promtool"):
         (tmp_path / "bklog-alerts.yml").write_text((ROOT / "monitoring" / "bklog-alerts.yml").read_text())
         text = out.read_text().replace("/etc/prometheus/rules/bklog-alerts.yml", str(tmp_path / "bklog-alerts.yml"))
