@@ -64,6 +64,12 @@ def test_the_reader_lists_every_program_and_checks_one(supervisord):
                          capture_output=True, text=True).stdout.strip()
     assert code == 0 and re.fullmatch(rf"bklog-api RUNNING {pid} \d+", api), out
     assert worker == "bklog-worker-pipeline STOPPED 0 0", out
+    # --prefix: the one filter of a role's own programs (several allowed; none matching is no line).
+    assert run(reader, "--prefix", "bklog-worker-") == (0, worker)
+    both = run(reader, "--prefix", "bklog-worker-", "--prefix", "bklog-api")[1].splitlines()
+    assert [line.split()[:3] for line in both] == [api.split()[:3], worker.split()[:3]], both
+    assert run(reader, "--prefix", "other-") == (0, "")
+    assert run(reader, "--prefix")[0] == 64
     code, line = run(reader, "bklog-api")
     assert code == 0 and line.split()[:3] == api.split()[:3], line
     assert run(reader, "bklog-worker-pipeline") == (2, "bklog-worker-pipeline STOPPED 0 0")
@@ -75,6 +81,7 @@ def test_the_reader_lists_every_program_and_checks_one(supervisord):
     time.sleep(1)
     code, out = run(reader)
     assert code == 4 and out.startswith("supervisord does not answer"), out
+    assert run(reader, "--prefix", "bklog-")[0] == 4
     assert run(reader, "bklog-api")[0] == 2
 
 

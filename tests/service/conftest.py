@@ -57,6 +57,18 @@ def stored(db):
     return StoredLines()
 
 
+def pytest_collection_modifyitems(config, items):
+    """scripts/test.sh runs this suite three times (SQLite, PostgreSQL, OpenSearch): a test marked
+    one_backend proves nothing new on the second and third, so it runs on SQLite only."""
+    import os
+
+    if os.environ.get("DATABASE_URL") or os.environ.get("BKLOG_SEARCH_BACKEND", "database") != "database":
+        skip = pytest.mark.skip(reason="one_backend: runs in the SQLite pass")
+        for item in items:
+            if item.get_closest_marker("one_backend"):
+                item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _empty_opensearch():
     """With BKLOG_SEARCH_BACKEND=opensearch, each test starts with no line indices (the database

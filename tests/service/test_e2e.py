@@ -276,6 +276,7 @@ class _AgentDouble:
         self.server.shutdown()
 
 
+@pytest.mark.one_backend  # gunicorn's hooks and Consul, no line stored
 def test_consul_hooks_register_and_deregister(stack_factory):
     agent = _AgentDouble(200)
     try:
@@ -301,6 +302,7 @@ def test_consul_hooks_register_and_deregister(stack_factory):
         agent.close()
 
 
+@pytest.mark.one_backend  # gunicorn's hooks and Consul, no line stored
 @pytest.mark.parametrize("agent_status", [None, 500])
 def test_consul_absent_or_refusing_warns_once_and_serves(stack_factory, agent_status):
     agent = _AgentDouble(agent_status) if agent_status else None
@@ -316,6 +318,7 @@ def test_consul_absent_or_refusing_warns_once_and_serves(stack_factory, agent_st
             agent.close()
 
 
+@pytest.mark.one_backend  # gunicorn's hooks and Consul, no line stored
 def test_consul_disabled_makes_no_call(stack_factory):
     agent = _AgentDouble(200)
     try:
@@ -412,6 +415,7 @@ def _raw(stack, request: bytes) -> tuple[int, dict]:
     return int(head.split()[1]), json.loads(body)
 
 
+@pytest.mark.one_backend  # refused before Django or the database see it
 def test_malformed_framing_and_oversize_requests_are_json_4xx(stack_factory):
     """A broken chunk, a request line or header over gunicorn's limits: refused as JSON, as every
     other refusal is (gunicorn's own answers replaced), never a 500 or an HTML page."""

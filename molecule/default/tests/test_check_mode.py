@@ -28,17 +28,23 @@ def test_preflight_passes_in_check_mode_on_a_deployed_host():
     assert len(recap) >= 2 and set(recap.values()) == {0}, recap
 
 
+# The two site.yml checks take a host each, the Debian 12 one and the Debian 13 one in turn: each
+# is a whole site.yml run (two minutes of CI's shared cores on both hosts), and what either proves
+# does not depend on the other host. localhost stays in the limit: the controller builds the release.
 def test_site_in_check_mode_changes_nothing_on_a_converged_fleet():
-    run = run_playbook("site.yml", "--check", "--diff", timeout=900)
+    first = inventory_hosts("bklog")[0]
+    run = run_playbook("site.yml", "--check", "--diff", "--limit", f"{first},localhost", timeout=900)
     assert run.returncode == 0, run.stdout[-4000:]
     recap = _changed_per_host(run)
-    assert len(recap) >= 2 and set(recap.values()) == {0}, recap
+    assert first in recap and set(recap.values()) == {0}, recap
 
 
 def test_site_in_check_mode_shows_a_new_release_without_installing_it():
-    hosts = {name: testinfra.get_host(f"podman://{name}") for name in inventory_hosts("bklog")}
+    last = inventory_hosts("bklog")[-1]
+    hosts = {last: testinfra.get_host(f"podman://{last}")}
     current = {name: host.file("/opt/bklog/current").linked_to for name, host in hosts.items()}
-    run = run_playbook("site.yml", "--check", "--diff", "-e", "bklog_version=9.9.9", timeout=900)
+    run = run_playbook("site.yml", "--check", "--diff", "-e", "bklog_version=9.9.9", "--limit", f"{last},localhost",
+                       timeout=900)
     assert run.returncode == 0, run.stdout[-4000:]
     out = _plain(run)
     assert "would build /opt/bklog/releases/9.9.9" in out

@@ -32,10 +32,10 @@ def release(root: Path) -> dict:
 
 
 def programs(state_command: str, prefix: str) -> list[dict]:
-    """The supervisor role's state reader (supervisor-state): a line `NAME STATE PID UPTIME` per
-    program, exit 4 when supervisord does not answer."""
+    """The supervisor role's state reader (supervisor-state --prefix): a line `NAME STATE PID UPTIME`
+    per program whose name starts with prefix, exit 4 when supervisord does not answer."""
     try:
-        done = subprocess.run([state_command], capture_output=True, text=True, timeout=30)
+        done = subprocess.run([state_command, "--prefix", prefix], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return [{"name": "supervisord", "state": "UNREACHABLE", "uptime": None, "detail": str(exc)}]
     if done.returncode != 0:
@@ -44,7 +44,7 @@ def programs(state_command: str, prefix: str) -> list[dict]:
     found = []
     for line in done.stdout.splitlines():
         parts = line.split()
-        if len(parts) != 4 or not parts[0].startswith(prefix):
+        if len(parts) != 4:
             continue
         name, state, _pid, uptime = parts
         seconds = int(uptime) if uptime.isdigit() else 0
