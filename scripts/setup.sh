@@ -44,6 +44,7 @@ uv sync --frozen -q
 # sets PYTHONDONTWRITEBYTECODE (these machines do) every ansible-playbook, pytest and molecule
 # process would otherwise compile Ansible and its collections from source again: an
 # ansible-playbook run took 6.8 s without it, 3.0 s with it (docs/benchmarks.md, 2026-12-05).
-# compileall skips files whose bytecode is current, so a second setup costs seconds.
+# compileall skips files whose bytecode is current, so a second setup costs seconds; a file that
+# does not compile only loses its speed-up, so it does not stop the setup.
 .venv/bin/python -m compileall -q -j 0 "$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" >/dev/null || true
 echo "setup: done (uv $(uv --version | cut -d' ' -f2), podman $(podman --version | cut -d' ' -f3))"

@@ -60,9 +60,10 @@ def stored(db):
 def pytest_collection_modifyitems(config, items):
     """scripts/test.sh runs this suite three times (SQLite, PostgreSQL, OpenSearch): a test marked
     one_backend proves nothing new on the second and third, so it runs on SQLite only."""
-    import os
+    from django.conf import settings
 
-    if os.environ.get("DATABASE_URL") or os.environ.get("BKLOG_SEARCH_BACKEND", "database") != "database":
+    on_sqlite = settings.DATABASES["default"]["ENGINE"].endswith("sqlite3") and settings.BKLOG_SEARCH_BACKEND == "database"
+    if not on_sqlite:
         skip = pytest.mark.skip(reason="one_backend: runs in the SQLite pass")
         for item in items:
             if item.get_closest_marker("one_backend"):

@@ -415,7 +415,7 @@ def _raw(stack, request: bytes) -> tuple[int, dict]:
     return int(head.split()[1]), json.loads(body)
 
 
-@pytest.mark.one_backend  # refused before Django or the database see it
+@pytest.mark.one_backend  # refused by gunicorn or while the body is read: no line stored
 def test_malformed_framing_and_oversize_requests_are_json_4xx(stack_factory):
     """A broken chunk, a request line or header over gunicorn's limits: refused as JSON, as every
     other refusal is (gunicorn's own answers replaced), never a 500 or an HTML page."""
