@@ -1,12 +1,15 @@
 """Every role documents each default, and validates each: defaults/main.yml and
-meta/argument_specs.yml name the same variables, all prefixed with the role name."""
+meta/argument_specs.yml name the same variables, all prefixed with the role name. A default
+linked to another role's falls back to that role's default."""
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-ROLES = sorted(p for p in (Path(__file__).resolve().parents[2] / "roles").iterdir() if p.is_dir())
+ROOT = Path(__file__).resolve().parents[2]
+ROLES = sorted(p for p in (ROOT / "roles").iterdir() if p.is_dir())
 
 
 @pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
@@ -39,3 +42,49 @@ def test_the_comment_check_can_fail():
     assert documented(["---", "# Port.", "x_port: 1", "x_host: a"], "x_host")
     assert not documented(["---", "# Port.", "x_port: 1", "", "x_host: a"], "x_host")
     assert not documented(["---", "x_host: a"], "x_host")
+
+
+# `other_role_var | default(literal)`: a role's input linked to the role that owns the fact (the
+# deploy root, the supervisor and Consul paths, the ingest limit), with the owner's default as the
+# fallback where the owner's role is not in the play. The fallback must be the owner's default, or
+# a change there would not reach the roles that run without it.
+FALLBACK = re.compile(r"\b([a-z][a-z0-9]*(?:_[a-z0-9]+)+)\s*\|\s*default\(\s*('[^']*'|\"[^\"]*\"|-?[0-9]+|true|false)\s*\)")
+
+
+def owner_defaults() -> dict:
+    owned = {}
+    for role in ROLES:
+        for name, value in (yaml.safe_load((role / "defaults" / "main.yml").read_text()) or {}).items():
+            owned[name] = (role.name, value)
+    return owned
+
+
+def linked_fallbacks(text: str, owned: dict, own_role: str):
+    for match in FALLBACK.finditer(text):
+        name, literal = match.groups()
+        if name in owned and owned[name][0] != own_role:
+            yield name, yaml.safe_load(literal)
+
+
+def test_fallbacks_to_another_roles_default_are_that_default():
+    owned = owner_defaults()
+    files = [p for p in ROOT.glob("roles/*/**/*") if p.suffix in {".yml", ".j2"}] + list(ROOT.glob("playbooks/**/*.yml"))
+    checked, wrong = 0, []
+    for path in files:
+        own_role = path.relative_to(ROOT).parts[1] if path.relative_to(ROOT).parts[0] == "roles" else ""
+        for name, fallback in linked_fallbacks(path.read_text(), owned, own_role):
+            owner_value = owned[name][1]
+            if isinstance(owner_value, str) and "{{" in owner_value:
+                continue  # the owner's default is itself computed: nothing literal to compare
+            checked += 1
+            if fallback != owner_value:
+                wrong.append(f"{path.relative_to(ROOT)}: {name} | default({fallback!r}), but {owned[name][0]} defaults it to {owner_value!r}")
+    assert not wrong, "\n".join(wrong)
+    assert checked >= 15, checked
+
+
+def test_the_fallback_check_can_fail():
+    owned = {"owner_root": ("owner", "/opt/x")}
+    assert list(linked_fallbacks("a: \"{{ owner_root | default('/opt/y') }}\"", owned, "user")) == [("owner_root", "/opt/y")]
+    assert list(linked_fallbacks("a: \"{{ owner_root | default('/opt/y') }}\"", owned, "owner")) == []
+    assert list(linked_fallbacks("a: \"{{ owner_size | default(10) }}\"", {"owner_size": ("owner", 10)}, "user")) == [("owner_size", 10)]

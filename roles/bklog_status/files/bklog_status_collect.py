@@ -4,8 +4,10 @@ standard library only (runs on the host's python3, not the release's): the runni
 ones kept, every bklog supervisor program's state and uptime, the local Consul agent's checks, the
 broker's backlog per Celery queue, disk and memory use; and the problems found against thresholds.
 
-    bklog_status_collect.py --root /opt/bklog --env-file /etc/bklog/bklog.env --queues pipeline,default
-        [--consul-url http://127.0.0.1:8500] [--max-backlog 1000] [--max-disk-percent 85] [--max-memory-percent 90]
+    bklog_status_collect.py --root ROOT --env-file FILE --queues pipeline,default --state-command READER
+        --program-prefix PREFIX --max-backlog N --max-disk-percent P --max-memory-percent P [--consul-url URL]
+
+(roles/bklog_status/tasks/main.yml passes each from the role's variables.)
 """
 
 from __future__ import annotations
@@ -181,16 +183,17 @@ def problems(report: dict, args) -> list[str]:
 
 
 def main() -> None:
+    # Every value comes from the role's variables (roles/bklog_status/defaults): none is typed here.
     parser = argparse.ArgumentParser()
-    parser.add_argument("--root", type=Path, default=Path("/opt/bklog"))
-    parser.add_argument("--env-file", type=Path, default=Path("/etc/bklog/bklog.env"))
+    parser.add_argument("--root", type=Path, required=True)
+    parser.add_argument("--env-file", type=Path, required=True)
     parser.add_argument("--queues", default="")
-    parser.add_argument("--state-command", default="/usr/local/sbin/supervisor-state")
-    parser.add_argument("--program-prefix", default="bklog-")
+    parser.add_argument("--state-command", required=True)
+    parser.add_argument("--program-prefix", required=True)
     parser.add_argument("--consul-url", default="")
-    parser.add_argument("--max-backlog", type=int, default=1000)
-    parser.add_argument("--max-disk-percent", type=float, default=85)
-    parser.add_argument("--max-memory-percent", type=float, default=90)
+    parser.add_argument("--max-backlog", type=int, required=True)
+    parser.add_argument("--max-disk-percent", type=float, required=True)
+    parser.add_argument("--max-memory-percent", type=float, required=True)
     args = parser.parse_args()
     env = read_env(args.env_file)
     args.broker_required = bool(env.get("REDIS_URL"))
