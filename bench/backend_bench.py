@@ -100,7 +100,7 @@ def p95(values: list[float]) -> float:
 def run(backend: str, lines: int, searches: int, bulk_batches: int) -> dict:
     import opensearch
     from servers import start_postgres, stop
-    from test_e2e import Stack
+    from e2e_stack import Stack
 
     work = Path(tempfile.mkdtemp(prefix=f"bklog-backend-bench-{backend}-"))
     work.chmod(0o755)

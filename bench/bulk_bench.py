@@ -36,7 +36,7 @@ def body(batch: int, lines: int = 1000) -> bytes:
 
 def run(backend: str, batches: int, clients: int) -> dict:
     from servers import start_postgres, stop
-    from test_e2e import Stack
+    from e2e_stack import Stack
 
     work = Path(tempfile.mkdtemp(prefix=f"bklog-bulk-bench-{backend}-"))
     work.chmod(0o755)

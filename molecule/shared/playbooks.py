@@ -1,10 +1,12 @@
 """For the scenarios' verify steps: runs the bundle's own playbooks against the scenario's hosts (the
 scenario's inventory, SSH to the hosts, the project's ansible.cfg and roles, per-task timings, the
 output written to a log file as it runs: tail -f it during a long upgrade), names the hosts of an
-inventory group, and waits for a condition."""
+inventory group, the supervisor programs bklog/app.yml declares, asks a host with curl, and waits
+for a condition."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import time
@@ -13,6 +15,19 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def _app_programs() -> list[str]:
+    """Every supervisor program of bklog/app.yml (an all-in-one host runs them all), named by the
+    filter every role names them with."""
+    spec = importlib.util.spec_from_file_location("bklog_programs", ROOT / "plugins" / "filter" / "bklog_programs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    names = module.bklog_programs(yaml.safe_load((ROOT / "bklog" / "app.yml").read_text()))
+    return sorted([names["api"], names["beat"], *names["workers"].values()])
+
+
+PROGRAMS = _app_programs()
 # For `bklog shell -c`: prints {index set: lines} as JSON on its last line.
 COUNT_LINES = ("import json; from bklog.logs.models import IndexSet; "
                "print(json.dumps({s.name: s.lines.count() for s in IndexSet.objects.all()}))")
@@ -28,6 +43,14 @@ def running_pids(name: str) -> dict[str, str]:
 
     out = testinfra.get_host(f"podman://{name}").run("supervisorctl status").stdout
     return {line.split()[0]: line.split("pid ")[1].split(",")[0] for line in out.splitlines() if " RUNNING " in line}
+
+
+def curl(host, *args: str) -> tuple[int, str]:
+    """curl on a testinfra host: (status, body). testinfra quotes each argument given for a %s."""
+    out = host.check_output("curl -sS -o /tmp/body -w '%%{http_code}' " + " ".join(["%s"] * len(args))
+                            + "; echo; cat /tmp/body", *args)
+    status, _, body = out.partition("\n")
+    return int(status), body
 
 
 def wait_until(predicate, what: str, timeout: float = 90, every: float = 1):

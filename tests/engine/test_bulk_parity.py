@@ -90,7 +90,7 @@ def engine():
 
 @pytest.fixture(scope="module")
 def bklog(tmp_path_factory):
-    from test_e2e import Stack
+    from e2e_stack import Stack
 
     stack = Stack(tmp_path_factory.mktemp("bklog"), None)
     token = stack.bklog("create_index_set", "app", "--parse", "json")

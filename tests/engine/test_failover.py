@@ -268,7 +268,7 @@ def postgres_dir():
 
 
 def test_patroni_failover_loses_no_accepted_line(processes, tmp_path, postgres_dir, consul_binary):
-    from test_e2e import Stack
+    from e2e_stack import Stack
 
     consul_http = free_port()
     ports = {p: free_port() for p in ("dns", "serf_lan", "serf_wan", "server", "grpc")}
@@ -398,7 +398,7 @@ def _redis_cli(port: int, *words: str) -> str:
 
 
 def test_sentinel_failover_loses_no_accepted_batch(processes, tmp_path):
-    from test_e2e import Stack
+    from e2e_stack import Stack
 
     REDIS_TLS.update(_tls_certificates(tmp_path))
     redis_ports = [free_port() for _ in range(3)]

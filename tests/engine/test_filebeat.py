@@ -28,7 +28,7 @@ def filebeat_binary() -> str:
 
 
 def test_filebeat_ships_every_line_once_through_an_outage(tmp_path, filebeat_binary):
-    from test_e2e import Stack
+    from e2e_stack import Stack
 
     stack = Stack(tmp_path / "bklog", None)
     token = stack.bklog("create_index_set", "app")

@@ -48,7 +48,7 @@ def _render(tmp: Path, port: int, token: str, log_dir: Path, spool: Path, error_
 
 @pytest.mark.skipif(not Path(RSYSLOGD).exists(), reason="rsyslog is installed by scripts/setup.sh")
 def test_rsyslog_ships_every_line_once_while_bklog_refuses_for_now(tmp_path):
-    from test_e2e import Stack
+    from e2e_stack import Stack
 
     stack = Stack(tmp_path / "bklog", None, BKLOG_INGEST_RATE_WINDOW_SECONDS="2")
     token = stack.bklog("create_index_set", "app")

@@ -17,7 +17,7 @@ def wait_until(predicate, what: str, timeout: float, every: float = 0.5):
 
 
 def search(stack, api_token: str, query: str, index_set: str = "app") -> dict:
-    """A search on a tests/service/test_e2e.py Stack, which must answer 200."""
+    """A search on a tests/service/e2e_stack.py Stack, which must answer 200."""
     status, body = stack.get(f"/api/v1/index_sets/{index_set}/search?{query}", api_token)
     assert status == 200, body
     return json.loads(body)

@@ -1,5 +1,6 @@
 import pytest
 
+from e2e_stack import redis_url, stack_factory  # noqa: F401  (the end-to-end tests' fixtures)
 from stored_lines import StoredLines
 
 from bklog.logs.models import ApiToken, hash_token, new_token

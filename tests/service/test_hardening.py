@@ -2,7 +2,7 @@
 
 Classes: (1) unbounded work from one request, (2) values that reach the database unchecked,
 (3) field.NAME read as an ORM lookup path, (4) chunked and compressed bodies (chunked needs a
-real server: tests/service/test_e2e.py), (5) line splitting, (6) CSV injection, (7) anonymous
+real server: tests/service/test_e2e_clients.py), (5) line splitting, (6) CSV injection, (7) anonymous
 access and existence leaks, (8) refusals that are not JSON, (9) security headers.
 """
 
@@ -273,7 +273,7 @@ def test_a_number_filter_matches_the_number_in_any_spelling(make_index_set, inge
         assert "numbers" in [hit["message"] for hit in search("app", admin_token, **{"field.n": spelling}).json()["hits"]]
 
 
-# --- 4. compressed bodies (chunked ones: test_e2e.py, they need a real server) -------------
+# --- 4. compressed bodies (chunked ones: test_e2e_clients.py, they need a real server) -------------
 
 def test_gzip_and_deflate_bodies_are_read(make_index_set, client):
     index_set, token = make_index_set("app")

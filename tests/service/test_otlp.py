@@ -1,5 +1,5 @@
 """OpenTelemetry logs (OTLP/HTTP `POST /v1/logs`): protobuf and JSON, gzip, partial success.
-The OpenTelemetry SDK's own exporter against gunicorn is in test_e2e.py."""
+The OpenTelemetry SDK's own exporter against gunicorn is in test_e2e_clients.py."""
 
 from __future__ import annotations
 

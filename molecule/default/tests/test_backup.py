@@ -10,16 +10,13 @@ import base64
 import hashlib
 import io
 import json
-import sys
 import tarfile
 import time
-from pathlib import Path
 
 import pytest
 import testinfra
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from playbooks import COUNT_LINES, inventory_hosts, run_playbook, wait_until  # noqa: E402
+from playbooks import COUNT_LINES, inventory_hosts, run_playbook, wait_until
 
 LINES = 300
 def _host(name):

@@ -4,13 +4,10 @@ differs, and a change is shown, with what cannot be known before it happens said
 from __future__ import annotations
 
 import re
-import sys
-from pathlib import Path
 
 import testinfra
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from playbooks import inventory_hosts, run_playbook  # noqa: E402
+from playbooks import inventory_hosts, run_playbook
 
 
 def _plain(run) -> str:

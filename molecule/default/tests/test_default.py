@@ -4,34 +4,14 @@ podman backend, one exec per check) and through nginx, as a user would."""
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
-import pytest
-import testinfra
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from playbooks import inventory_hosts, wait_until  # noqa: E402
+from playbooks import PROGRAMS, curl, wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
-PROGRAMS = ["bklog-api", "bklog-beat", "bklog-worker-async_export", "bklog-worker-default", "bklog-worker-pipeline"]
-
-
-@pytest.fixture(scope="module", params=inventory_hosts("bklog_api"))
-def host(request):
-    h = testinfra.get_host(f"podman://{request.param}")
-    h.name = request.param
-    return h
-
-
-def curl(host, *args: str) -> tuple[int, str]:
-    # testinfra quotes each argument given for a %s.
-    out = host.check_output("curl -sS -o /tmp/body -w '%%{http_code}' " + " ".join(["%s"] * len(args))
-                            + "; echo; cat /tmp/body", *args)
-    status, _, body = out.partition("\n")
-    return int(status), body
 
 
 def test_every_program_running(host):

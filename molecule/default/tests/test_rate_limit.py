@@ -5,14 +5,11 @@ second run changes nothing; `off` lifts it. Each host here is its own installati
 from __future__ import annotations
 
 import re
-import sys
 import time
-from pathlib import Path
 
 import testinfra
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from playbooks import inventory_hosts, run_playbook  # noqa: E402
+from playbooks import inventory_hosts, run_playbook
 
 
 def curl_ingest(host, token: str, name: str, lines: int) -> tuple[str, str]:

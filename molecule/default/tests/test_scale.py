@@ -5,20 +5,17 @@ it to the named host. Ends with the hosts as it found them."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import testinfra
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from playbooks import inventory_hosts, run_playbook, running_pids  # noqa: E402
+from playbooks import PROGRAMS, inventory_hosts, run_playbook, running_pids
 
 ROOT = Path(__file__).resolve().parents[3]
 # The scenario's inventory variables (inventories/local): its per-host worker overrides.
 OVERRIDES = yaml.safe_load((ROOT / "inventories" / "local" / "group_vars" / "all" / "main.yml").read_text())[
     "celery_workers_overrides"]
-PROGRAMS = ["bklog-api", "bklog-beat", "bklog-worker-async_export", "bklog-worker-default", "bklog-worker-pipeline"]
 
 def _program_conf(host, program: str) -> str:
     """The [program:NAME] section of the host's one Celery program file ('' when it has none)."""

@@ -4,14 +4,11 @@ uptime, the release and the backlog per queue; a stopped worker = non-zero exit 
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import testinfra
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from playbooks import inventory_hosts, run_playbook  # noqa: E402
+from playbooks import inventory_hosts, run_playbook
 
 QUEUES = {"default", "celery", "async_export", "pipeline", "pipeline_priority"}
 

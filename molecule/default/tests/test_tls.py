@@ -10,14 +10,12 @@ import os
 import socket
 import ssl
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import testinfra
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from playbooks import inventory_hosts  # noqa: E402
+from playbooks import inventory_hosts
 
 CA = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "tls" / "ca.crt"
 

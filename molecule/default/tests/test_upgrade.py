@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import testinfra
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from playbooks import inventory_hosts, run_playbook, running_pids  # noqa: E402
+from playbooks import inventory_hosts, run_playbook, running_pids
 
 
 def test_redeploy_of_a_new_version_keeps_the_previous_release():

@@ -14,19 +14,12 @@ import pytest
 import testinfra
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from playbooks import run_playbook, wait_until  # noqa: E402
+from playbooks import curl, run_playbook, wait_until  # noqa: E402
 
 SEARCH = [testinfra.get_host(f"podman://bklog-os-search{i}") for i in (1, 2, 3)]
 APP = testinfra.get_host("podman://bklog-os-app")
 # The three nodes share search1's address, a port each (molecule.yml).
 NODES = [f"http://bklog-os-search1:{port}" for port in (9200, 9201, 9202)]
-
-
-def curl(host, *args: str) -> tuple[int, str]:
-    out = host.check_output("curl -sS -o /tmp/body -w '%%{http_code}' " + " ".join(["%s"] * len(args))
-                            + "; echo; cat /tmp/body", *args)
-    status, _, body = out.partition("\n")
-    return int(status), body
 
 
 def node(path: str, url: str = NODES[1]):
