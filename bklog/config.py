@@ -55,6 +55,7 @@ VARIABLES: dict[str, Variable] = {
         Variable("BKLOG_ALLOWED_HOSTS", "list", "", "Comma-separated host names the API answers to. Required in stag and prod."),
         Variable("BKLOG_DEBUG", "bool", False, "Django DEBUG; refused outside dev. Never shown to clients: errors are JSON even then."),
         Variable("BKLOG_HSTS_SECONDS", "int", 0, "Strict-Transport-Security max-age sent on answers to HTTPS requests (0: none). 31536000 in stag and prod."),
+        Variable("BKLOG_SESSION_SECONDS", "int", 43200, "How long a person stays logged in to the search page and the admin (seconds)."),
         Variable("BKLOG_LOG_LEVEL", "str", "INFO", "Log level of the service's own logs (stdout)."),
         Variable("BKLOG_PIPELINE_MODE", "str", "auto", "inline, async, or auto (async when REDIS_URL is set)."),
         Variable("BKLOG_INGEST_MAX_BYTES", "int", 10 * 1024 * 1024, "Largest ingest body accepted; larger gets 413. nginx's client_max_body_size follows it."),
@@ -180,7 +181,8 @@ class Config:
             problems.append("BKLOG_PIPELINE_MODE=async needs REDIS_URL (the Celery broker)")
         for name in ("BKLOG_INGEST_MAX_BYTES", "BKLOG_INGEST_MAX_LINES", "BKLOG_INGEST_RATE_WINDOW_SECONDS", "BKLOG_SEARCH_MAX_SIZE",
                      "BKLOG_SEARCH_DEFAULT_SIZE", "BKLOG_EXPORT_TTL_HOURS", "BKLOG_EXPORT_MAX_LINES",
-                     "GUNICORN_TIMEOUT", "GUNICORN_MAX_REQUESTS", "BKLOG_SEARCH_TIMEOUT", "BKLOG_INLINE_EXPORT_TIMEOUT"):
+                     "GUNICORN_TIMEOUT", "GUNICORN_MAX_REQUESTS", "BKLOG_SEARCH_TIMEOUT", "BKLOG_INLINE_EXPORT_TIMEOUT",
+                     "BKLOG_SESSION_SECONDS"):
             if self[name] <= 0:
                 problems.append(f"{name}={self[name]} must be a positive integer")
         for name in ("BKLOG_SEARCH_TIMEOUT", "BKLOG_INLINE_EXPORT_TIMEOUT"):

@@ -24,23 +24,55 @@ SECRET_KEY = CONFIG["BKLOG_SECRET_KEY"] or "dev-insecure-secret-key-do-not-use-i
 ALLOWED_HOSTS = CONFIG["BKLOG_ALLOWED_HOSTS"] or (["*"] if BKLOG_ENV == "dev" else [])
 
 INSTALLED_APPS = [
+    "bklog.logs",  # first: its templates (registration/, admin/base_site.html) win over Django's
+    "django.contrib.admin",
+    "django.contrib.auth",
     "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
     "django.contrib.staticfiles",
-    "bklog.logs",
 ]
 
 MIDDLEWARE = [
     "bklog.logs.errors.JsonErrorsMiddleware",  # outermost: every refusal JSON, never the debug page
     "bklog.observability.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # The API's views are csrf_exempt (tokens are not sent by browsers on their own); a request that
+    # comes with a session is checked by the API itself (bklog/logs/callers.py).
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "bklog.urls"
 WSGI_APPLICATION = "bklog.wsgi.application"
-TEMPLATES: list = []
+TEMPLATES = [{
+    "BACKEND": "django.template.backends.django.DjangoTemplates",
+    "APP_DIRS": True,
+    "OPTIONS": {"context_processors": [
+        "django.template.context_processors.request",
+        "django.contrib.auth.context_processors.auth",
+        "django.contrib.messages.context_processors.messages",
+    ]},
+}]
 APPEND_SLASH = False
+# People: the search page (`/` for a browser) and the admin (bklog/logs/pages.py, admin.py).
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
+SESSION_COOKIE_AGE = CONFIG["BKLOG_SESSION_SECONDS"]
+SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_HTTPONLY = True  # the page reads the token from its own HTML, never from the cookie
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
 
 # One PostgreSQL host, or a Patroni cluster's hosts (the connection finds the primary), or SQLite.
 DATABASES = {
@@ -79,6 +111,13 @@ USE_I18N = False
 STATIC_URL = "/static/"
 STATIC_ROOT = CONFIG["BKLOG_STATIC_ROOT"] or str(DATA_DIR / "static")
 STATICFILES_DIRS = [str(Path(__file__).resolve().parent / "static")]
+# collectstatic writes each file under a name with its content's hash as well, and the pages ask
+# for those (DEBUG too): browsers keep them for a year (nginx and WhiteNoise say so), and a new
+# release's files have new names.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "bklog.static_files.HashedStaticFiles"},
+}
 
 # Ingest bodies are checked by the view (413 with a JSON error); Django's own cap sits above it.
 DATA_UPLOAD_MAX_MEMORY_SIZE = CONFIG["BKLOG_INGEST_MAX_BYTES"] + 1024 * 1024

@@ -1,7 +1,9 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
 
 from bklog import observability
-from bklog.logs import es_views, views
+from bklog.logs import es_views, pages, views
 
 urlpatterns = [
     path("healthz", observability.healthz, name="healthz"),
@@ -16,8 +18,14 @@ urlpatterns = [
     path("api/v1/exports/<uuid:job_id>", views.export_detail, name="export_detail"),
     path("api/v1/exports/<uuid:job_id>/download", views.export_download, name="export_download"),
     path("v1/logs", views.otlp_logs, name="otlp_logs"),  # OpenTelemetry logs (OTLP/HTTP)
+    # People (bklog/logs/pages.py): the search page is `/` for a browser; Django's login and admin.
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("password/", auth_views.PasswordChangeView.as_view(), name="password_change"),
+    path("password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
+    path("admin/", admin.site.urls),
     # Elasticsearch-compatible, for log shippers (bklog/logs/es_views.py): after every route above.
-    path("", es_views.root, name="es_root"),
+    path("", pages.home, name="es_root"),  # a browser's: the search page; a shipper's: es_views.root
     path("_bulk", es_views.bulk, name="es_bulk"),
     path("_license", es_views.license, name="es_license"),
     path("_cluster/health", es_views.cluster_health, name="es_cluster_health"),

@@ -56,9 +56,13 @@ api_token=$(podman exec "$NAME" bklog create_api_token "sandbox-$(date +%s%N)")
 url="http://127.0.0.1:$PORT"
 curl -fsS "$url/readyz" >/dev/null
 
+# The first admin, made by the role from the sandbox's vault.
+admin_password=$(sed -n 's/^vault_bklog_admin_password: *//p' inventories/local/group_vars/all/vault.yml)
+
 cat <<INFO
 
 BK LOG sandbox is up at $url  (container $NAME, Debian 12, all-in-one)
+  search page: open $url/ in a browser, log in as admin / $admin_password (the admin: $url/admin/)
   health:   curl $url/healthz ; curl $url/readyz ; curl $url/metrics
   ingest:   curl -X POST -H 'Authorization: Bearer $ingest_token' --data-binary \$'hello from the sandbox\\nsecond line' $url/api/v1/index_sets/$index_set/ingest
   search:   curl -H 'Authorization: Bearer $api_token' '$url/api/v1/index_sets/$index_set/search?q=hello'

@@ -2,7 +2,7 @@
 # Every test of the project: the service on SQLite and on PostgreSQL (real servers started here,
 # stopped on exit), lint of the Ansible content, and the molecule scenarios on podman hosts.
 #   scripts/test.sh            everything
-#   scripts/test.sh service    the service tests only (also: deploy, monitoring, lint, container, molecule)
+#   scripts/test.sh service    the service tests only (also: browser, engine, deploy, monitoring, lint, container, molecule)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -135,6 +135,12 @@ if [[ $what == all || $what == service ]]; then
     BKLOG_OPENSEARCH_URL="$OPENSEARCH_URL" pytest tests/service
   python tests/opensearch.py stop "$run_dir/opensearch"
   suite_done "service on OpenSearch"
+fi
+
+if [[ $what == all || $what == browser ]]; then
+  echo "== the search page in Debian's chromium (Selenium), against gunicorn on SQLite"
+  env -u DATABASE_URL -u REDIS_URL BKLOG_DATA_DIR="$run_dir/browser" pytest -p no:cacheprovider tests/browser
+  suite_done "browser (search page)"
 fi
 
 if [[ $what == all || $what == engine ]]; then

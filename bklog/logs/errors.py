@@ -17,14 +17,17 @@ import logging
 from http import HTTPStatus
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
-from django.http import HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 
 log = logging.getLogger("bklog.errors")
 RETRY_AFTER_SECONDS = "5"
 # What an API answer may load or embed: nothing (the answers are JSON and files).
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+# What a page may load: its own static files, and no inline script (style attributes: the admin's).
+PAGE_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+            "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 
 
 def error(status: int, message: str, param: str | None = None, retry_after: int | None = None, **extra) -> JsonResponse:
@@ -132,10 +135,14 @@ class JsonErrorsMiddleware:
             response = self._as_otlp_status(request, response)
         if not request.path.startswith(settings.STATIC_URL):
             response.setdefault("Cache-Control", "no-store")
-            response.setdefault("Content-Security-Policy", API_CSP)
+            # A page (the search page, login, the admin) loads its own static files; an API answer nothing.
+            page = response.get("Content-Type", "").startswith("text/html")
+            response.setdefault("Content-Security-Policy", PAGE_CSP if page else API_CSP)
         return response
 
     def process_exception(self, request, exception):
+        if isinstance(exception, (Http404, PermissionDenied)):
+            return None  # Django answers 404 / 403 (the admin raises them), made JSON in __call__
         if isinstance(exception, DatabaseError) and (response := database_unavailable(request, exception)):
             return response
         if isinstance(exception, SuspiciousOperation):  # the request's doing, raised where Django parses it

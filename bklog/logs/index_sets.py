@@ -34,7 +34,7 @@ def create_index_set(name: str, parse: str = "plain", retention_days=7, token: s
         kind, pattern = validate_parse_rule(parse)
     except ValueError as exc:
         raise BadSetting("parse", str(exc)) from None
-    _check_settings(retention_days=retention_days, message_field=message_field)
+    check_settings(retention_days=retention_days, message_field=message_field)
     if token is not None and (len(token) < 20 or not token.isprintable() or not token.isascii() or " " in token):
         raise BadSetting("token", "an ingest token must be 20 or more printable ASCII characters, without spaces")
     token = token or new_token("ingest")
@@ -67,7 +67,7 @@ def _check_whole_number(name: str, value, low: int, high: int, low_meaning: str 
         raise BadSetting(name, f"{name} {shown(value)} must be an integer from {low}{low_meaning} to {high}")
 
 
-def _check_settings(**changes) -> None:
+def check_settings(**changes) -> None:
     """An index set's settings that may change after creation; ValueError names the bad one."""
     if "retention_days" in changes:
         _check_whole_number("retention_days", changes["retention_days"], 1, 3650)
@@ -91,7 +91,7 @@ def update_index_set(index_set: IndexSet, changes: dict) -> list[str]:
     if unknown:
         raise BadSetting(unknown[0][:100], f"unknown or unchangeable field(s): {names(unknown)}; "
                          f"these can change: {', '.join(UPDATABLE_SETTINGS)}")
-    _check_settings(**changes)
+    check_settings(**changes)
     changed = [name for name, value in changes.items() if getattr(index_set, name) != value]
     for name in changed:
         setattr(index_set, name, changes[name])

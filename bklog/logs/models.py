@@ -41,6 +41,9 @@ class IndexSet(models.Model):
     ingest_lines_per_second = models.PositiveIntegerField(default=0, db_default=0)
     ingest_token_hash = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Who may search it on the search page: members of these groups (staff: every index set).
+    groups = models.ManyToManyField("auth.Group", blank=True, related_name="index_sets",
+                                    help_text="People in these groups may search and export this index set.")
 
     class Meta:
         ordering = ["name"]

@@ -27,11 +27,16 @@ TOTAL_EXACT_UP_TO = 10000  # like Elasticsearch's track_total_hits: past it, tot
 
 
 class SearchError(ValueError):
-    """A bad search request; `param` names the offending parameter."""
+    """A bad search request; `param` names the offending parameter, `position` (1-based) where in
+    the query a syntax error is, for the search page to point at."""
 
-    def __init__(self, param: str, message: str):
+    def __init__(self, param: str, message: str, position: int | None = None):
         super().__init__(message)
         self.param = param
+        self.position = position
+
+    def refusal_fields(self) -> dict:
+        return {"param": self.param, **({"position": self.position} if self.position else {})}
 
 
 @dataclass
@@ -101,7 +106,7 @@ def validate(request: SearchRequest) -> object:
     try:
         return querylang.parse(request.q)
     except querylang.QuerySyntaxError as exc:
-        raise SearchError("q", f"malformed query: {exc}") from None
+        raise SearchError("q", f"malformed query: {exc}", position=exc.position) from None
 
 
 def field_candidates(value: str) -> list:

@@ -14,15 +14,11 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.csrf import csrf_exempt
 
 from bklog.logs import auth, bodies, exports, ingest, otlp, values
+from bklog.logs.callers import caller
 from bklog.logs.deadline import DeadlineExceeded, database_deadline
 from bklog.logs.errors import allow, error
 from bklog.logs.index_sets import AlreadyExists, BadSetting, create_index_set, names, update_index_set
-from bklog.logs.models import (
-    INDEX_SET_NAME,
-    ApiToken,
-    ExportJob,
-    IndexSet,
-)
+from bklog.logs.models import INDEX_SET_NAME, ExportJob, IndexSet
 from bklog.logs.search import SearchError, SearchRequest, check_param, parse_time, validate
 from bklog.logs.lines import StoreUnavailable
 from bklog.logs.store import line_store
@@ -46,17 +42,6 @@ def _read_json(request) -> dict | JsonResponse:
     return data
 
 
-def _require_api_token(request, admin: bool = False):
-    token = auth.api_token(request)
-    if token is None:
-        if auth.bearer_token(request) is None:
-            return None, error(401, "missing API token: send Authorization: Bearer TOKEN")
-        return None, error(401, "API token not recognised")
-    if admin and token.role != ApiToken.ROLE_ADMIN:
-        return None, error(403, f"token {token.name!r} is a reader token; this needs an admin token")
-    return token, None
-
-
 def _ingest_credential(request):
     """The index set whose ingest token the request carries, or the refusal: 401 without a valid
     token, 403 for an API token (they search and export, never ingest)."""
@@ -71,25 +56,27 @@ def _ingest_credential(request):
     return index_set, None
 
 
-def _index_set_or_404(name: str):
+def _index_set_or_404(name: str, who):
     # A name that cannot be an index set's is not looked up (it may hold what no query should).
     index_set = IndexSet.objects.filter(name=name).first() if INDEX_SET_NAME.match(name) else None
     if index_set is None:
         return None, error(404, f"index set {name[:100]!r} does not exist")
+    if not who.may_read(index_set):
+        return None, error(403, f"{who.name!r} may not search index set {name!r}: none of their groups is granted it")
     return index_set, None
 
 
 def api_view(admin: bool = False, with_index_set: bool = False):
-    """Require an API token (an admin one if asked) and, for <name> routes, resolve the index set."""
+    """Require a caller (an API token or a person's session; an admin if asked) and, for <name>
+    routes, resolve the index set they may read."""
     def decorate(view):
         @functools.wraps(view)
         def wrapper(request, *args, **kwargs):
-            token, refusal = _require_api_token(request, admin=admin)
+            request.caller, refusal = caller(request, admin=admin)
             if refusal:
                 return refusal
-            request.api_token = token
             if with_index_set:
-                index_set, refusal = _index_set_or_404(kwargs.pop("name"))
+                index_set, refusal = _index_set_or_404(kwargs.pop("name"), request.caller)
                 if refusal:
                     return refusal
                 kwargs["index_set"] = index_set
@@ -105,8 +92,8 @@ def api_view(admin: bool = False, with_index_set: bool = False):
 
 
 def _admin_json(request) -> dict | JsonResponse:
-    """An admin API token's JSON object body, or the refusal to answer."""
-    _, refusal = _require_api_token(request, admin=True)
+    """An admin's JSON object body, or the refusal to answer."""
+    _, refusal = caller(request, admin=True)
     return refusal or _read_json(request)
 
 
@@ -119,10 +106,10 @@ def _or_empty(value):
 @allow("GET", "POST")
 def index_sets(request):
     if request.method == "GET":
-        _, refusal = _require_api_token(request)
+        who, refusal = caller(request)
         if refusal:
             return refusal
-        return JsonResponse({"index_sets": [s.as_dict() for s in IndexSet.objects.all()]})
+        return JsonResponse({"index_sets": [s.as_dict() for s in who.readable(IndexSet.objects.all())]})
     data = _admin_json(request)
     if isinstance(data, JsonResponse):
         return data
@@ -215,7 +202,7 @@ def search_view(request, index_set: IndexSet):
         with database_deadline(settings.BKLOG_SEARCH_TIMEOUT):
             result = line_store().search(index_set, search_request, size, request.GET.get("cursor") or None)
     except SearchError as exc:
-        return error(400, str(exc), param=exc.param)
+        return error(400, str(exc), **exc.refusal_fields())
     return JsonResponse(result)
 
 
@@ -258,7 +245,7 @@ def histogram_view(request, index_set: IndexSet):
         with database_deadline(settings.BKLOG_SEARCH_TIMEOUT):
             counts = line_store().histogram(index_set, search_request, interval)
     except SearchError as exc:
-        return error(400, str(exc), param=exc.param)
+        return error(400, str(exc), **exc.refusal_fields())
     buckets = [{"start": datetime.fromtimestamp(first + i * interval, tz=dt_timezone.utc).isoformat().replace("+00:00", "Z"),
                 "count": counts.get(first + i * interval, 0)} for i in range(count)]
     return JsonResponse({"index_set": index_set.name, "interval_seconds": interval,
@@ -287,26 +274,28 @@ def exports_view(request, index_set: IndexSet):
         search_request = SearchRequest.from_dict(data)
         validate(search_request)
     except SearchError as exc:
-        return error(400, str(exc), param=exc.param)
+        return error(400, str(exc), **exc.refusal_fields())
 
     try:
-        job = exports.start_job(index_set, search_request, fmt, created_by=request.api_token.name)
+        job = exports.start_job(index_set, search_request, fmt, created_by=request.caller.name)
     except exports.BrokerUnavailable as exc:
         return error(503, str(exc))
     return JsonResponse(job.as_dict(), status=202)
 
 
-def _job_or_404(job_id):
+def _job_or_404(request, job_id):
     job = ExportJob.objects.select_related("index_set").filter(pk=job_id).first()
     if job is None:
         return None, error(404, f"export {job_id} does not exist")
+    if not request.caller.may_read(job.index_set):
+        return None, error(403, f"{request.caller.name!r} may not read exports of index set {job.index_set.name!r}")
     return job, None
 
 
 @allow("GET")
 @api_view()
 def export_detail(request, job_id):
-    job, refusal = _job_or_404(job_id)
+    job, refusal = _job_or_404(request, job_id)
     if refusal:
         return refusal
     if exports.fail_if_stale(job):
@@ -317,7 +306,7 @@ def export_detail(request, job_id):
 @allow("GET")
 @api_view()
 def export_download(request, job_id):
-    job, refusal = _job_or_404(job_id)
+    job, refusal = _job_or_404(request, job_id)
     if refusal:
         return refusal
     if job.status == ExportJob.EXPIRED or (job.expires_at and job.expires_at <= timezone.now()):

@@ -136,3 +136,14 @@ def test_a_worker_from_the_same_image_indexes_what_the_api_accepts(stack):
     found = wait_until(lambda: json.loads(http("GET", "/api/v1/index_sets/containers/search?q=shipped", token=admin)[1])
                        .get("total") == 25, "25 lines indexed by the worker container", timeout=60)
     assert found
+
+
+def test_the_login_page_and_its_static_files_are_served_without_nginx(stack):
+    """Issue 19: no nginx in front of a container: WhiteNoise serves the files collected into the
+    image, under their hashed names, cached for a year."""
+    status, page = http("GET", "/login/")
+    assert status == 200 and b'name="csrfmiddlewaretoken"' in page
+    css = page.decode().split('<link rel="stylesheet" href="', 1)[1].split('"', 1)[0]
+    assert css.startswith("/static/bklog/bklog.") and css != "/static/bklog/bklog.css"
+    with urllib.request.urlopen(f"http://127.0.0.1:{PORT}{css}", timeout=10) as response:
+        assert response.status == 200 and "immutable" in response.headers["Cache-Control"]

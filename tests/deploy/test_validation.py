@@ -61,6 +61,8 @@ def run_site(tmp_path: Path, playbook: str = "site.yml", infra: dict | None = No
     ({"bklog_app_secret_key": ""}, "bklog_app_secret_key is missing or a placeholder for bklog_app_env=prod"),
     ({"bklog_app_secret_key": "CHANGE-ME-50-random-characters-xxxxxxxxxxxxxxxx"}, "bklog_app_secret_key is missing or a placeholder"),
     ({"bklog_app_redis_url": ""}, "bklog_app_env=prod needs bklog_app_database_url and bklog_app_redis_url"),
+    ({"bklog_app_admin_password": "short"}, "bklog_app_admin_password must be 12 or more characters"),
+    ({"bklog_app_admin_password": "CHANGE-ME-12-or-more-characters"}, "bklog_app_admin_password must be 12 or more characters and not a placeholder"),
     ({"bklog_app_env": "production"}, "bklog_app_env"),
     ({"bklog_app_gunicorn_workers": "many"}, "bklog_app_gunicorn_workers"),
     ({"nginx_tls_enabled": True}, "nginx_tls_enabled is true: nginx_tls_certificate must be a PEM certificate"),
@@ -128,7 +130,8 @@ def test_a_consul_after_1_16_is_accepted_with_the_licence_warning(tmp_path):
 
 
 def test_secrets_never_reach_the_output(tmp_path):
-    result = run_site(tmp_path, bklog_app_secret_key="CHANGE-ME-" + "s3cr3t" * 8, bklog_app_redis_url="")
+    result = run_site(tmp_path, bklog_app_secret_key="CHANGE-ME-" + "s3cr3t" * 8, bklog_app_redis_url="",
+                      bklog_app_admin_password="CHANGE-ME-" + "s3cr3t" * 3)
     assert result.returncode != 0
     assert "s3cr3t" not in result.stdout + result.stderr
 

@@ -454,8 +454,8 @@ def test_check_deploy_in_prod_leaves_only_the_documented_warnings(tmp_path):
     proc = subprocess.run([bklog, "check", "--deploy"], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     found = sorted(set(__import__("re").findall(r"\(([a-z_.]+\.W\d+)\)", proc.stderr + proc.stdout)))
-    # Justified in docs/security.md: no cookie is ever used (W003), the operator's domain policy (W005, W021).
-    assert found == ["security.W003", "security.W005", "security.W021"], proc.stderr
+    # Justified in docs/security.md: the operator's domain policy (W005, W021).
+    assert found == ["security.W005", "security.W021"], proc.stderr
 
 
 def test_rules_stored_before_re2_still_parse_and_check_names_them(make_index_set, ingest):

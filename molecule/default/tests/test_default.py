@@ -104,3 +104,24 @@ def test_worker_stop_waits_longer_than_the_longest_task(host):
     longest = max(t["time_limit"] for t in spec["celery"]["tasks"].values())
     stopwait = int(next(l for l in conf.splitlines() if l.startswith("stopwaitsecs=")).split("=")[1])
     assert stopwait > longest and "killasgroup=true" in conf
+
+
+def test_the_vaults_admin_logs_in_to_the_search_page_through_nginx(host):
+    """Issue 19: the role made the first admin from the vault; the page and its hashed static files
+    come through nginx (the files with a year's cache)."""
+    vault = yaml.safe_load((ROOT / "inventories" / "local" / "group_vars" / "all" / "vault.yml").read_text())
+    jar = "-c /tmp/jar -b /tmp/jar"
+    host.check_output("rm -f /tmp/jar")
+    status, page = curl(host, *jar.split(), "-H", "Accept: text/html", "https://localhost/login/")
+    assert status == 200
+    token = page.split('name="csrfmiddlewaretoken" value="', 1)[1].split('"', 1)[0]
+    status, _ = curl(host, *jar.split(), "-H", "Referer: https://localhost/login/", "--data-urlencode", f"csrfmiddlewaretoken={token}",
+                     "--data-urlencode", "username=admin", "--data-urlencode", f"password={vault['vault_bklog_admin_password']}",
+                     "https://localhost/login/")
+    assert status == 302
+    status, page = curl(host, *jar.split(), "-H", "Accept: text/html", "https://localhost/")
+    assert status == 200 and 'id="page-config"' in page
+    script = page.split('<script src="', 1)[1].split('"', 1)[0]
+    assert script.startswith("/static/bklog/search.") and script != "/static/bklog/search.js"  # its hashed name
+    headers = host.check_output(f"curl -sS -o /dev/null -D - https://localhost{script}")
+    assert " 200" in headers.splitlines()[0] and "max-age=31536000" in headers, headers
