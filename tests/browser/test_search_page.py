@@ -99,13 +99,18 @@ def searches(browser) -> int:
     return int(browser.find_element(By.TAG_NAME, "body").get_attribute("data-searches") or 0)
 
 
+def searched(browser, action, what: str) -> None:
+    """Do `action` (a click, a drag ...) and wait until the search it starts is answered."""
+    before = searches(browser)
+    action()
+    wait(browser, lambda: searches(browser) > before, what)
+
+
 def search_for(browser, query: str) -> None:
     box = browser.find_element(By.ID, "q")
     box.clear()
     box.send_keys(query)
-    before = searches(browser)
-    box.submit()
-    wait(browser, lambda: searches(browser) > before, f"the results of {query!r}")
+    searched(browser, box.submit, f"the results of {query!r}")
 
 
 def fetch(browser, method: str, path: str, with_csrf: bool) -> int:
@@ -149,15 +154,16 @@ def test_3_a_field_value_clicked_becomes_a_filter(browser):
     assert not fields.is_displayed() and first.get_attribute("aria-expanded") == "false"
     first.click()
     assert fields.is_displayed() and first.get_attribute("aria-expanded") == "true"
-    browser.find_element(By.XPATH, "//button[@class='field' and starts-with(., 'service: ')]").click()
-    wait(browser, lambda: "field.service=" in browser.current_url and summary(browser) < LINES // 2, "the filtered results")
+    field = browser.find_element(By.XPATH, "//button[@class='field' and starts-with(., 'service: ')]")
+    searched(browser, field.click, "the filtered results")
+    assert "field.service=" in browser.current_url
     service = browser.current_url.split("field.service=", 1)[1].split("&", 1)[0]
     expected = sum(1 for i in range(LINES) if i % 2 and (("db" if i % 3 == 0 else "api") == service))
     assert summary(browser) == expected
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(SCREENSHOTS / "search-page.png"))
-    browser.find_element(By.CSS_SELECTOR, "#filters button").click()  # removed again
-    wait(browser, lambda: "field.service" not in browser.current_url and summary(browser) == LINES // 2, "the filter removed")
+    searched(browser, browser.find_element(By.CSS_SELECTOR, "#filters button").click, "the filter removed")
+    assert "field.service" not in browser.current_url and summary(browser) == LINES // 2
 
 
 def test_4_dragging_across_the_histogram_narrows_the_range(browser):
@@ -166,15 +172,15 @@ def test_4_dragging_across_the_histogram_narrows_the_range(browser):
     width = svg.size["width"]
     # From the right end (now) leftwards over a tenth of the 24 hours: the newest ~2.4 hours hold
     # every line; a sliver at the far right holds the newest only.
-    ActionChains(browser).move_to_element_with_offset(svg, width // 2 - 2, 0).click_and_hold() \
-        .move_by_offset(-(width // 60), 0).release().perform()
-    wait(browser, lambda: "start=" in browser.current_url and 0 < summary(browser) < LINES, "the zoomed-in range")
+    searched(browser, ActionChains(browser).move_to_element_with_offset(svg, width // 2 - 2, 0).click_and_hold()
+             .move_by_offset(-(width // 60), 0).release().perform, "the zoomed-in range")
+    assert "start=" in browser.current_url and 0 < summary(browser) < LINES
     assert browser.find_element(By.ID, "range").get_attribute("value") == "custom"
 
 
 def test_5_the_next_page_follows_by_cursor(browser):
-    Select(browser.find_element(By.ID, "range")).select_by_value("24h")
-    wait(browser, lambda: summary(browser) == LINES, "the whole range again")
+    searched(browser, lambda: Select(browser.find_element(By.ID, "range")).select_by_value("24h"), "the whole range again")
+    assert summary(browser) == LINES
     browser.find_element(By.ID, "more").click()
     wait(browser, lambda: len(rows(browser)) == 100, "the second page under the first")
     assert len(set(rows(browser))) == 100
