@@ -5,7 +5,8 @@ For each backend: the index is filled with --lines generated lines over the seve
 through the line store (bklog/logs/store.py, the path the pipeline workers take; 10,000-line
 transactions from two processes at once); then, through gunicorn (2 workers, inline pipeline), `_bulk` ingest in 1,000-line batches from 4
 clients on top of the full index, and searches of six kinds (rare words, a common word, a phrase,
-a field filter, a time range, an exclusion), each kind --searches times with varied words.
+a field filter, a time range, an exclusion) and two histograms (the week, a word over a day), each
+kind --searches times with varied words.
 
     uv run python bench/backend_bench.py [--lines 10000000] [--searches 40] [--backends sqlite postgres opensearch] [--write]
 """
@@ -89,6 +90,11 @@ def queries(rng: random.Random) -> dict[str, dict]:
         "field filter": {"q": word(), "field.service": rng.choice(["api", "billing", "users"])},
         "time range": {"q": "ERROR", "start": f"{day}T10:00:00Z", "end": f"{day}T11:00:00Z"},
         "exclusion": {"q": f"ERROR -{rng.choice(['api', 'auth', 'billing'])} {word()}"},
+        # The search page's histogram (GET .../histogram, interval auto): every line of the week,
+        # and a word's matches over one day.
+        "histogram, week": {"endpoint": "histogram", "start": f"{(TODAY - timedelta(days=7)):%Y-%m-%d}T00:00:00Z",
+                            "end": f"{TODAY:%Y-%m-%d}T00:00:00Z"},
+        "histogram, word in a day": {"endpoint": "histogram", "q": "ERROR", "start": f"{day}T00:00:00Z", "end": f"{day}T23:59:59Z"},
     }
 
 
@@ -154,7 +160,9 @@ def run(backend: str, lines: int, searches: int, bulk_batches: int) -> dict:
         rng, timings = random.Random(11), {}
         for _ in range(searches):
             for kind, params in queries(rng).items():
-                url = f"{stack.url}/api/v1/index_sets/bench/search?" + urllib.parse.urlencode({**params, "size": 50})
+                endpoint = params.pop("endpoint", "search")
+                extra = {"size": 50} if endpoint == "search" else {}
+                url = f"{stack.url}/api/v1/index_sets/bench/{endpoint}?" + urllib.parse.urlencode({**params, **extra})
                 began = time.perf_counter()
                 status, body = stack.get(url[len(stack.url):], api)
                 assert status == 200, body[:300]
