@@ -185,3 +185,41 @@ def test_requeue_sends_only_the_batches_and_exports_whose_task_is_lost(make_inde
     sent.clear()
     assert tasks.requeue_pending_batches() == 0 and sent == []
     client.flushdb()
+
+
+@pytest.mark.skipif(not os.environ.get("BKLOG_TEST_REDIS_URL"), reason="needs the test Redis (scripts/test.sh starts it)")
+def test_requeue_windows_a_batch_by_its_tasks_hard_limit_and_an_export_by_ten_minutes(make_index_set, settings, monkeypatch):
+    """A batch's task delivered to a worker that died is sent again once the index task's hard
+    limit plus two minutes have passed (7 minutes), not after ten; one delivered again since (a
+    retry waiting in a worker) is alive. Exports keep ten minutes (they queue behind long exports)."""
+    import json
+    import time
+    from datetime import timedelta
+
+    import redis
+    from django.utils import timezone
+
+    from bklog import connections
+    from bklog.logs import tasks
+    from bklog.logs.models import ExportJob, IngestBatch
+
+    assert tasks.REQUEUE_BATCHES_AFTER_SECONDS == 300 + 60 + 60  # app.yml's index_batch time_limit
+    url = os.environ["BKLOG_TEST_REDIS_URL"].rsplit("/", 1)[0] + "/7"
+    settings.REDIS_URL = url
+    settings.REDIS_TARGET = connections.redis_target(url, "")
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    index_set, _ = make_index_set("app")
+    eight_minutes_ago = timezone.now() - timedelta(minutes=8)
+    dead, retrying = (IngestBatch.objects.create(index_set=index_set, received_at=eight_minutes_ago, lines=["x"], line_count=1)
+                      for _ in range(2))
+    for tag, batch, at in (("tag-dead", dead, time.time() - 480), ("tag-retry", retrying, time.time() - 30)):
+        client.hset("unacked", tag, json.dumps([{"headers": {"argsrepr": f"['{batch.id}']"}}, "", "pipeline"]))
+        client.zadd("unacked_index", {tag: at})
+    export = ExportJob.objects.create(index_set=index_set)
+    ExportJob.objects.filter(pk=export.pk).update(created_at=eight_minutes_ago)
+    sent = []
+    monkeypatch.setattr(tasks.index_batch, "apply_async", lambda args, **kw: sent.append(args[0]))
+    monkeypatch.setattr(tasks.run_export, "apply_async", lambda args, **kw: sent.append(args[0]))
+    assert tasks.requeue_pending_batches() == 1 and sent == [str(dead.id)]
+    client.flushdb()

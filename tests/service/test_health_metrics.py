@@ -87,10 +87,10 @@ def test_metrics_say_when_beat_last_sent_each_periodic_task(client):
     from bklog.beat import claim
 
     ran_at = timezone.now().replace(microsecond=0)
-    assert claim("requeue-pending-batches", timedelta(seconds=300), ran_at, "worker-1")
+    assert claim("requeue-pending-batches", timedelta(seconds=120), ran_at, "worker-1")
     text = client.get("/metrics").content.decode()
     samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith("bklog_periodic_task_")}
     assert samples['bklog_periodic_task_last_run_timestamp_seconds{task="requeue-pending-batches"}'] == ran_at.timestamp()
-    assert 'bklog_periodic_task_period_seconds{task="requeue-pending-batches"} 300.0' in text
+    assert 'bklog_periodic_task_period_seconds{task="requeue-pending-batches"} 120.0' in text
     assert 'bklog_periodic_task_period_seconds{task="apply-retention"} 3600.0' in text

@@ -326,7 +326,7 @@ def test_losing_a_data_host_under_load_loses_nothing(admin_token):
 
 
 def _requeue_lost_tasks(on: str = APP) -> None:
-    """What beat's requeue_pending_batches does every 5 minutes for batches and exports pending
+    """What beat's requeue_pending_batches does every 2 minutes for batches and exports pending
     for 10, now (from the app host `on`): a task the old Redis master had not passed on to its
     replica when it handed over (replication is asynchronous), or that a killed host's worker had
     taken, is sent again; its batch, a row in the database, was never lost."""
