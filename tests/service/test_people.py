@@ -17,6 +17,13 @@ PASSWORD = "correct horse battery staple"
 pytestmark = pytest.mark.one_backend
 
 
+@pytest.fixture(autouse=True)
+def _quick_passwords(settings):
+    # Django's real hasher takes a good part of a second per password, on purpose; these tests
+    # are about who may do what, not about hashing.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def people(db, make_index_set):
     """ops sees app (granted to its group), not secret; staff sees both."""
