@@ -10,6 +10,7 @@ import base64
 import hashlib
 import io
 import json
+import shlex
 import tarfile
 import time
 
@@ -59,6 +60,15 @@ def test_backup_destroy_restore_round_trip(written, tmp_path):
     hosts = inventory_hosts("bklog")
     before = {name: _counts(name) for name in hosts}
     exported = {name: _export_sha256(name, index_set) for name in hosts}
+    # The search page's people come back too: the vault's admin, and a group granted the index set.
+    people = ("from django.contrib.auth.models import Group, User; from bklog.logs.models import IndexSet; "
+              "print(User.objects.filter(username='admin', is_superuser=True).count(), "
+              f"list(IndexSet.objects.get(name='{index_set}').groups.values_list('name', flat=True)))")
+    for name in hosts:
+        _host(name).check_output("bklog shell -c " + shlex.quote(
+            "from django.contrib.auth.models import Group; from bklog.logs.models import IndexSet; "
+            f"IndexSet.objects.get(name='{index_set}').groups.add(Group.objects.get_or_create(name='ops')[0])"))
+        assert _host(name).check_output("bklog shell -c " + shlex.quote(people)) == "1 ['ops']"
 
     run = run_playbook("backup.yml", "-e", f"bklog_backup_dir={tmp_path}", timeout=900)
     assert run.returncode == 0, run.stdout[-5000:]
@@ -78,7 +88,8 @@ def test_backup_destroy_restore_round_trip(written, tmp_path):
 
     # The disaster: every index set and its lines gone, on both hosts.
     for name in hosts:
-        _host(name).check_output("bklog shell -c 'from bklog.logs.models import IndexSet; IndexSet.objects.all().delete()'")
+        _host(name).check_output("bklog shell -c 'from bklog.logs.models import IndexSet; IndexSet.objects.all().delete(); "
+                                 "from django.contrib.auth.models import User; User.objects.all().delete()'")
         assert _counts(name) == {}
 
     native, portable = hosts  # Debian 12, Debian 13
@@ -91,6 +102,7 @@ def test_backup_destroy_restore_round_trip(written, tmp_path):
     for name in hosts:
         host = _host(name)
         assert _counts(name) == before[name]
+        assert host.check_output("bklog shell -c " + shlex.quote(people)) == "1 ['ops']", name
         backed_up = (backup / name / "lines" / f"{index_set}.jsonl").read_text()
         assert _export_content(name, index_set) == _content(backed_up) and len(_content(backed_up)) == LINES
         if name == native:  # the very rows, ids included: the same bytes

@@ -37,6 +37,11 @@ METRICS = "bklog_backup.prom"
 # The rate limit's counting windows and finished export files are transient (seconds, hours): the
 # native dump has them, the portable dumpdata leaves them out (a restored export answers 410).
 DUMPDATA_EXCLUDES = ("logs.logline", "logs.exportchunk", "logs.ingestratewindow")
+# What the portable dump holds: BK LOG's own tables and the people of the search page (users, their
+# groups and the index sets granted to them), groups and permissions named by natural keys, so that
+# they load into a new database whose ids differ. Sessions are not kept: people log in again.
+DUMPDATA_ARGS = ("auth.user", "auth.group", "logs", "--natural-foreign", "--natural-primary",
+                 *(arg for model in DUMPDATA_EXCLUDES for arg in ("--exclude", model)))
 
 
 def run(argv: list[str], **kwargs) -> str:
@@ -74,8 +79,7 @@ def stage(config: dict, target: Path, database: bool) -> None:
     # SQLite's online backup API or pg_dump, with the lines per index set counted in the same snapshot.
     counts = run(["runuser", "-u", config["app_user"], "--", f"{app_root}/bin/with-env",
                   f"{app_root}/current/venv/bin/python", str(LIB / "dump_database.py"), str(dumped)])
-    excludes = [arg for model in DUMPDATA_EXCLUDES for arg in ("--exclude", model)]
-    run([BKLOG, "dumpdata", "logs", *excludes, "--output", str(target / "dumpdata.json")])
+    run([BKLOG, "dumpdata", *DUMPDATA_ARGS, "--output", str(target / "dumpdata.json")])
     listing = run([BKLOG, "shell", "--verbosity", "0", "-c",
                    "from bklog.logs.models import IndexSet; "
                    "print('\\n'.join(IndexSet.objects.order_by('name').values_list('name', flat=True)))"])
