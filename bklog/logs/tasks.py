@@ -83,6 +83,15 @@ def cleanup_exports() -> int:
     return exports.expire_jobs()
 
 
+@app.task(acks_late=True)
+def clear_expired_sessions() -> int:
+    """Delete the search page's sessions past their age (BKLOG_SESSION_SECONDS)."""
+    from django.contrib.sessions.models import Session
+
+    deleted, _ = Session.objects.filter(expire_date__lt=timezone.now()).delete()
+    return deleted
+
+
 # Past this many messages in the queues, they are not read through: a long queue is draining, and
 # its batches' tasks are in it (a lost one is found once the queue is short again).
 REQUEUE_SCAN_LIMIT = 20000

@@ -159,3 +159,18 @@ def test_the_first_admin_from_the_vault_is_made_once_and_then_left_alone(db):
     # The admin may have changed the password on the page since: a deploy does not set it back.
     admin = User.objects.get(username="admin")
     assert admin.is_superuser and admin.is_staff and admin.check_password(PASSWORD)
+
+
+def test_expired_sessions_are_cleared_by_the_periodic_task(people):
+    from datetime import timedelta
+
+    from django.contrib.sessions.models import Session
+    from django.utils import timezone
+
+    from bklog.logs.tasks import clear_expired_sessions
+
+    logged_in("alice")
+    logged_in("boss")
+    Session.objects.filter(pk=Session.objects.order_by("expire_date").first().pk).update(
+        expire_date=timezone.now() - timedelta(seconds=1))
+    assert clear_expired_sessions() == 1 and Session.objects.count() == 1
