@@ -56,6 +56,8 @@ VARIABLES: dict[str, Variable] = {
         Variable("BKLOG_DEBUG", "bool", False, "Django DEBUG; refused outside dev. Never shown to clients: errors are JSON even then."),
         Variable("BKLOG_HSTS_SECONDS", "int", 0, "Strict-Transport-Security max-age sent on answers to HTTPS requests (0: none). 31536000 in stag and prod."),
         Variable("BKLOG_SESSION_SECONDS", "int", 43200, "How long a person stays logged in to the search page and the admin (seconds)."),
+        Variable("BKLOG_LOGIN_FAILURE_LIMIT", "int", 10, "Failed logins to the search page a user name may have in BKLOG_LOGIN_LOCKOUT_SECONDS; past it the name is refused (429) before its password is checked."),
+        Variable("BKLOG_LOGIN_LOCKOUT_SECONDS", "int", 900, "The window of BKLOG_LOGIN_FAILURE_LIMIT, and how long a name stays refused."),
         Variable("BKLOG_LOG_LEVEL", "str", "INFO", "Log level of the service's own logs (stdout)."),
         Variable("BKLOG_PIPELINE_MODE", "str", "auto", "inline, async, or auto (async when REDIS_URL is set)."),
         Variable("BKLOG_INGEST_MAX_BYTES", "int", 10 * 1024 * 1024, "Largest ingest body accepted; larger gets 413. nginx's client_max_body_size follows it."),
@@ -182,7 +184,7 @@ class Config:
         for name in ("BKLOG_INGEST_MAX_BYTES", "BKLOG_INGEST_MAX_LINES", "BKLOG_INGEST_RATE_WINDOW_SECONDS", "BKLOG_SEARCH_MAX_SIZE",
                      "BKLOG_SEARCH_DEFAULT_SIZE", "BKLOG_EXPORT_TTL_HOURS", "BKLOG_EXPORT_MAX_LINES",
                      "GUNICORN_TIMEOUT", "GUNICORN_MAX_REQUESTS", "BKLOG_SEARCH_TIMEOUT", "BKLOG_INLINE_EXPORT_TIMEOUT",
-                     "BKLOG_SESSION_SECONDS"):
+                     "BKLOG_SESSION_SECONDS", "BKLOG_LOGIN_FAILURE_LIMIT", "BKLOG_LOGIN_LOCKOUT_SECONDS"):
             if self[name] <= 0:
                 problems.append(f"{name}={self[name]} must be a positive integer")
         for name in ("BKLOG_SEARCH_TIMEOUT", "BKLOG_INLINE_EXPORT_TIMEOUT"):

@@ -124,7 +124,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = CONFIG["BKLOG_INGEST_MAX_BYTES"] + 1024 * 1024
 # The service's own limits, timeouts and search backend, as settings of their variables' names
 # (bklog/config.py declares each with its type and default; docs/configuration.md lists them).
 globals().update({name: value for name, value in CONFIG.values.items()
-                  if name.startswith(("BKLOG_INGEST_", "BKLOG_SEARCH_", "BKLOG_EXPORT_", "BKLOG_INLINE_", "BKLOG_OPENSEARCH_"))})
+                  if name.startswith(("BKLOG_INGEST_", "BKLOG_SEARCH_", "BKLOG_EXPORT_", "BKLOG_INLINE_", "BKLOG_OPENSEARCH_",
+                                      "BKLOG_LOGIN_"))})
 BKLOG_EXPORT_DIR = DATA_DIR / "exports"
 BKLOG_PIPELINE_ASYNC = CONFIG.pipeline_async
 

@@ -19,7 +19,7 @@ urlpatterns = [
     path("api/v1/exports/<uuid:job_id>/download", views.export_download, name="export_download"),
     path("v1/logs", views.otlp_logs, name="otlp_logs"),  # OpenTelemetry logs (OTLP/HTTP)
     # People (bklog/logs/pages.py): the search page is `/` for a browser; Django's login and admin.
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("login/", pages.ThrottledLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("password/", auth_views.PasswordChangeView.as_view(), name="password_change"),
     path("password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),

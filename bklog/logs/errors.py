@@ -129,7 +129,8 @@ class JsonErrorsMiddleware:
 
     def __call__(self, request):
         response = self.get_response(request)
-        if response.status_code >= 400 and not response.get("Content-Type", "").startswith("application/json"):
+        if (response.status_code >= 400 and not response.get("Content-Type", "").startswith("application/json")
+                and not getattr(response, "bklog_page", False)):
             response = self._as_json(request, response)
         if response.status_code >= 400 and getattr(request.resolver_match, "url_name", None) == "otlp_logs":
             response = self._as_otlp_status(request, response)

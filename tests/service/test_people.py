@@ -174,3 +174,27 @@ def test_expired_sessions_are_cleared_by_the_periodic_task(people):
     Session.objects.filter(pk=Session.objects.order_by("expire_date").first().pk).update(
         expire_date=timezone.now() - timedelta(seconds=1))
     assert clear_expired_sessions() == 1 and Session.objects.count() == 1
+
+
+def test_a_user_name_guessed_at_is_refused_before_its_password_is_checked(people, settings, monkeypatch):
+    from django.contrib.auth.backends import ModelBackend
+
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.BKLOG_LOGIN_FAILURE_LIMIT = 3
+    checked = []
+    real = ModelBackend.authenticate
+    monkeypatch.setattr(ModelBackend, "authenticate", lambda self, *a, **kw: checked.append(1) or real(self, *a, **kw))
+    client = Client()
+    for _ in range(3):
+        assert client.post("/login/", {"username": "Alice ", "password": "guess"}).status_code == 200
+    assert len(checked) == 3
+    locked = client.post("/login/", {"username": "alice", "password": PASSWORD})  # even the right one
+    assert locked.status_code == 429 and locked["Content-Type"].startswith("text/html")
+    assert b"Too many failed logins" in locked.content and int(locked["Retry-After"]) == settings.BKLOG_LOGIN_LOCKOUT_SECONDS
+    assert len(checked) == 3  # no password was hashed for it
+    # Another name is not affected, and a success clears its own count.
+    assert client.post("/login/", {"username": "boss", "password": "guess"}).status_code == 200
+    assert client.post("/login/", {"username": "boss", "password": PASSWORD}).status_code == 302
+    cache.clear()
