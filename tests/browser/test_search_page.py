@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import tarfile
+import time
 import urllib.request
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -154,7 +155,7 @@ def test_3_a_field_value_clicked_becomes_a_filter(browser):
     assert not fields.is_displayed() and first.get_attribute("aria-expanded") == "false"
     first.click()
     assert fields.is_displayed() and first.get_attribute("aria-expanded") == "true"
-    field = browser.find_element(By.XPATH, "//button[@class='field' and starts-with(., 'service: ')]")
+    field = browser.find_element(By.XPATH, "//div[@class='fields']/button[@class='field' and starts-with(., 'service: ')]")
     searched(browser, field.click, "the filtered results")
     assert "field.service=" in browser.current_url
     service = browser.current_url.split("field.service=", 1)[1].split("&", 1)[0]
@@ -194,6 +195,15 @@ def test_6_live_tail_shows_a_line_ingested_after_the_page_loaded(stack, browser)
     http("POST", f"{stack.url}/api/v1/index_sets/app/ingest", json.dumps([line]).encode(),
          {"Authorization": f"Bearer {stack.app_token}", "Content-Type": "application/json"})
     wait(browser, lambda: "tail newcomer" in rows(browser)[0], "the new line on top", timeout=20)
+    # Scrolled back to older lines: paused (nothing moves under the reader's eyes), then resumed.
+    browser.execute_script("window.scrollTo(0, document.body.scrollHeight)")
+    line = {**line, "@timestamp": datetime.now(timezone.utc).isoformat(), "message": "tail while away"}
+    http("POST", f"{stack.url}/api/v1/index_sets/app/ingest", json.dumps([line]).encode(),
+         {"Authorization": f"Bearer {stack.app_token}", "Content-Type": "application/json"})
+    time.sleep(7)  # two polls of the tail
+    assert "tail while away" not in rows(browser)[0]
+    browser.execute_script("window.scrollTo(0, 0)")
+    wait(browser, lambda: "tail while away" in rows(browser)[0], "the line held back, once scrolled up", timeout=20)
     browser.find_element(By.ID, "tail").click()
 
 

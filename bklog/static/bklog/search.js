@@ -2,6 +2,7 @@
 "use strict";
 
 const PAGE_SIZE = 50;
+const FIELDS_AT_A_GLANCE = 3;
 const TAIL_EVERY_MS = 3000;
 const RANGES = { "15m": 900, "1h": 3600, "4h": 14400, "24h": 86400, "7d": 604800, "30d": 2592000 };
 const $ = (id) => document.getElementById(id);
@@ -198,7 +199,12 @@ function row(hit, words) {
     details.hidden = !details.hidden;
     toggle.setAttribute("aria-expanded", String(!details.hidden));
   });
-  message.append(toggle, details);
+  // A few fields under the message at once (click one to filter on it); every one when expanded.
+  const glance = document.createElement("div");
+  glance.className = "glance";
+  for (const [name, value] of fields.slice(0, FIELDS_AT_A_GLANCE)) glance.append(fieldButton(name, value));
+  toggle.addEventListener("click", () => { glance.hidden = !details.hidden; });
+  message.append(toggle, glance, details);
   tr.append(time, message);
   return tr;
 }
