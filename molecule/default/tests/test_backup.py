@@ -68,7 +68,7 @@ def test_backup_destroy_restore_round_trip(written, tmp_path):
         _host(name).check_output("bklog shell -c " + shlex.quote(
             "from django.contrib.auth.models import Group; from bklog.logs.models import IndexSet; "
             f"IndexSet.objects.get(name='{index_set}').groups.add(Group.objects.get_or_create(name='ops')[0])"))
-        assert _host(name).check_output("bklog shell -c " + shlex.quote(people)) == "1 ['ops']"
+        assert _host(name).check_output("bklog shell -c " + shlex.quote(people)).splitlines()[-1] == "1 ['ops']"
 
     run = run_playbook("backup.yml", "-e", f"bklog_backup_dir={tmp_path}", timeout=900)
     assert run.returncode == 0, run.stdout[-5000:]
@@ -102,7 +102,8 @@ def test_backup_destroy_restore_round_trip(written, tmp_path):
     for name in hosts:
         host = _host(name)
         assert _counts(name) == before[name]
-        assert host.check_output("bklog shell -c " + shlex.quote(people)) == "1 ['ops']", name
+        # (Django's shell may say first how many names it imported.)
+        assert host.check_output("bklog shell -c " + shlex.quote(people)).splitlines()[-1] == "1 ['ops']", name
         backed_up = (backup / name / "lines" / f"{index_set}.jsonl").read_text()
         assert _export_content(name, index_set) == _content(backed_up) and len(_content(backed_up)) == LINES
         if name == native:  # the very rows, ids included: the same bytes
