@@ -15,6 +15,21 @@ admin.site.site_header = admin.site.site_title = "BK LOG administration"
 admin.site.site_url = "/"
 
 
+class TokenShownOnce:
+    """Adding one makes its token: only the digest is stored (`hash_field`), the token itself is
+    said once, in the admin's message (`shown`, formatted with the object and the token)."""
+
+    token_prefix = hash_field = shown = ""
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        token = new_token(self.token_prefix)
+        setattr(obj, self.hash_field, hash_token(token))
+        super().save_model(request, obj, form, change)
+        messages.warning(request, self.shown.format(obj=obj, token=token))
+
+
 class IndexSetForm(forms.ModelForm):
     class Meta:
         model = IndexSet
@@ -45,7 +60,9 @@ class IndexSetForm(forms.ModelForm):
 
 
 @admin.register(IndexSet)
-class IndexSetAdmin(admin.ModelAdmin):
+class IndexSetAdmin(TokenShownOnce, admin.ModelAdmin):
+    token_prefix, hash_field = "ingest", "ingest_token_hash"
+    shown = "The ingest token of {obj.name} (shown this once; give it to its shippers now): {token}"
     form = IndexSetForm
     list_display = ("name", "parse", "retention_days", "ingest_lines_per_second", "created_at")
     search_fields = ("name",)
@@ -58,27 +75,13 @@ class IndexSetAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False  # deleting drops every line: done with the API by an admin token, on purpose
 
-    def save_model(self, request, obj, form, change):
-        if change:
-            return super().save_model(request, obj, form, change)
-        token = new_token("ingest")
-        obj.ingest_token_hash = hash_token(token)
-        super().save_model(request, obj, form, change)
-        messages.warning(request, f"The ingest token of {obj.name} (shown this once; give it to its shippers now): {token}")
-
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(TokenShownOnce, admin.ModelAdmin):
+    token_prefix, hash_field = "api", "token_hash"
+    shown = "The API token {obj.name} (shown this once; keep it now): {token}"
     list_display = ("name", "role", "created_at")
     fields = ("name", "role")
 
     def get_readonly_fields(self, request, obj=None):
         return ("name",) if obj else ()
-
-    def save_model(self, request, obj, form, change):
-        if change:
-            return super().save_model(request, obj, form, change)
-        token = new_token("api")
-        obj.token_hash = hash_token(token)
-        super().save_model(request, obj, form, change)
-        messages.warning(request, f"The API token {obj.name} (shown this once; keep it now): {token}")

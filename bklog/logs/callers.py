@@ -39,6 +39,10 @@ class Caller:
             return index_sets
         return index_sets.filter(groups__in=self.user.groups.all()).distinct()
 
+    @classmethod
+    def person(cls, user) -> "Caller":
+        return cls(user.get_username(), user.is_superuser, user)
+
     def may_read(self, index_set: IndexSet) -> bool:
         return self.reads_everything or self.readable(IndexSet.objects.filter(pk=index_set.pk)).exists()
 
@@ -63,7 +67,7 @@ def caller(request, admin: bool = False):
             return None, error(401, "missing API token: send Authorization: Bearer TOKEN (or log in to the search page)")
         if request.method not in SAFE_METHODS and (reason := csrf_refusal(request)):
             return None, error(403, f"CSRF check failed ({reason}): a request with a session sends the page's CSRF token")
-        found = Caller(user.get_username(), user.is_superuser, user)
+        found = Caller.person(user)
         if admin and not found.admin:
             return None, error(403, f"{found.name!r} is not a superuser; this needs an admin")
         return found, None

@@ -35,9 +35,7 @@ def home(request):
 def search_page(request):
     if not request.user.is_authenticated:
         return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
-    user = request.user
-    who = Caller(user.get_username(), user.is_superuser, user)
-    index_sets = list(who.readable(IndexSet.objects.all()).values_list("name", flat=True))
+    index_sets = list(Caller.person(request.user).readable(IndexSet.objects.all()).values_list("name", flat=True))
     return render(request, "bklog/search.html", {
         "index_sets": index_sets,
         "page_config": {"index_sets": index_sets, "max_size": settings.BKLOG_SEARCH_MAX_SIZE},

@@ -140,6 +140,9 @@ def test_the_admin_makes_an_index_set_and_shows_its_token_once(people):
     web = IndexSet.objects.get(name="web")
     assert web.ingest_token_hash == hash_token(token) and list(web.groups.values_list("name", flat=True)) == ["ops"]
     assert token not in client.get("/admin/logs/indexset/").content.decode()
+    made = client.post("/admin/logs/apitoken/add/", {"name": "scripts", "role": "reader"}, follow=True).content.decode()
+    api_token = made.split("(shown this once; keep it now): ", 1)[1].split("<", 1)[0].strip()
+    assert ApiToken.objects.get(name="scripts").token_hash == hash_token(api_token)
     assert Client().get("/admin/logs/indexset/").status_code == 302  # to the admin's login
     client.raise_request_exception = False
     refused = client.get(f"/admin/logs/indexset/{web.pk}/delete/")
