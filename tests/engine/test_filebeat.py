@@ -9,12 +9,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from waiting import search, wait_until
+from waiting import search, ship_through_an_outage
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "service"))
@@ -48,22 +47,7 @@ def test_filebeat_ships_every_line_once_through_an_outage(tmp_path, filebeat_bin
                                  "--path.data", str(home / "data"), "--path.logs", str(home / "logs")],
                                 env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        with app_log.open("a") as out:
-            for i in range(100):
-                out.write(f"first part line {i} order={i}\n")
-        wait_until(lambda: search(stack, api, "q=first&size=1")["total"] == 100, "the first 100 lines", 120)
-
-        assert stack.stop("gunicorn") == 0  # 20 s without BK LOG while the file grows
-        with app_log.open("a") as out:
-            for i in range(100):
-                out.write(f"second part line {i}\n")
-                out.flush()
-                time.sleep(0.1)
-        time.sleep(10)
-        stack.start_gunicorn()
-        wait_until(lambda: search(stack, api, "q=second&size=1")["total"] >= 100, "the lines written during the outage", 180)
-        time.sleep(5)  # anything sent twice would have arrived by now
-        assert search(stack, api, "q=line&size=1")["total"] == 200  # every line, once
+        ship_through_an_outage(stack, api, app_log)
 
         hit = search(stack, api, "q=%22first+part+line+7%22&size=1")["hits"][0]
         assert hit["message"] == "first part line 7 order=7"
