@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# prometheus: its promtool checks and unit-tests the alert rules. openssh-client: the scenarios
+# prometheus: its promtool checks and unit-tests the alert rules; prometheus-alertmanager: amtool
+# checks the monitoring role's Alertmanager configuration. openssh-client: the scenarios
 # log in to their hosts over SSH.
 # golang-github-containernetworking-plugin-dnsname: hosts on one podman network find each other by
 # name (podman 4.3 here uses CNI when netavark is not installed; without this plugin, no names).
@@ -14,7 +15,7 @@ cd "$(dirname "$0")/.."
 # rsyslog, rsyslog-elasticsearch: roles/log_agent's configuration run by the real rsyslogd
 # (tests/engine/test_rsyslog.py).
 # chromium, chromium-driver: the search page driven in a real browser (tests/browser).
-APT_PACKAGES=(postgresql redis-server sqlite3 podman runc golang-github-containernetworking-plugin-dnsname debootstrap wrk curl ca-certificates prometheus openssh-client maven openjdk-17-jre-headless patroni python3-consul redis-sentinel prometheus-redis-exporter rsyslog rsyslog-elasticsearch chromium chromium-driver)
+APT_PACKAGES=(postgresql redis-server sqlite3 podman runc golang-github-containernetworking-plugin-dnsname debootstrap wrk curl ca-certificates prometheus prometheus-alertmanager openssh-client maven openjdk-17-jre-headless patroni python3-consul redis-sentinel prometheus-redis-exporter rsyslog rsyslog-elasticsearch chromium chromium-driver)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -58,3 +58,57 @@ def test_one_database_and_one_redis_have_no_ha_jobs(tmp_path):
     jobs = render(tmp_path, data_hosts=1)
     assert "patroni" not in jobs and "redis_sentinel" not in jobs
     assert "postgres" in jobs and "redis" in jobs
+
+
+ALERTMANAGER = """
+    - ansible.builtin.include_vars: {{ file: "{root}/roles/monitoring/defaults/main.yml" }}
+    - ansible.builtin.template:
+        src: "{root}/roles/monitoring/templates/etc/{{{{ item }}}}.j2"
+        dest: "{out}/{{{{ item | basename }}}}"
+      vars:
+        role_path: "{root}/roles/monitoring"
+      loop: [prometheus/alertmanager.yml, default/prometheus-alertmanager, prometheus/prometheus.yml]
+"""
+
+
+def render_alertmanager(tmp_path: Path, monitoring_hosts: list[str], **monitoring_vars) -> tuple[dict, str, dict]:
+    """alertmanager.yml (checked by amtool), the service's ARGS and Prometheus's alerting section,
+    rendered on the first monitoring host (the controller, as `localhost`); the second one is
+    scraped at an address of its own."""
+    monitors = {name: {"monitoring_scrape_address": f"10.0.0.{i}"} if i == 2 else None
+                for i, name in enumerate(monitoring_hosts, 1)}
+    groups = {"bklog": {"children": {"bklog_api": {"hosts": {"api1": None}}}},
+              "bklog_monitoring": {"hosts": monitors}}
+    run_local_play(tmp_path, ALERTMANAGER.format(root=ROOT, out=tmp_path), groups, extra_vars=monitoring_vars)
+    config = tmp_path / "alertmanager.yml"
+    if shutil.which("amtool"):
+        check = subprocess.run(["amtool", "check-config", str(config)], capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+    prometheus = yaml.safe_load((tmp_path / "prometheus.yml").read_text())
+    return yaml.safe_load(config.read_text()), (tmp_path / "prometheus-alertmanager").read_text(), prometheus
+
+
+def test_alerts_go_to_the_monitoring_hosts_alertmanager_and_on_by_severity(tmp_path):
+    receivers = [{"name": "oncall", "webhook_configs": [{"url": "http://pager.example.net/hook", "send_resolved": True}]},
+                 {"name": "team-mail", "email_configs": [{"to": "ops@example.net"}]}, {"name": "nobody"}]
+    config, args, prometheus = render_alertmanager(
+        tmp_path, ["localhost"], monitoring_alertmanager_receivers=receivers,
+        monitoring_alertmanager_severity_receivers={"critical": "oncall", "warning": "team-mail"},
+        monitoring_alertmanager_global={"smtp_smarthost": "mail.example.net:25", "smtp_from": "bklog@example.net"})
+    assert config["receivers"] == receivers
+    assert config["route"]["receiver"] == "nobody"
+    assert config["route"]["routes"] == [{"receiver": "oncall", "matchers": ['severity="critical"']},
+                                         {"receiver": "team-mail", "matchers": ['severity="warning"']}]
+    assert config["inhibit_rules"][0]["source_matchers"] == ['severity="critical"']
+    # One monitoring host: no gossip cluster.
+    assert 'ARGS="--web.listen-address=:9093 --cluster.listen-address="' in args
+    assert prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["localhost:9093"]
+
+
+def test_several_monitoring_hosts_make_one_alertmanager_cluster(tmp_path):
+    _, args, prometheus = render_alertmanager(tmp_path, ["localhost", "mon2", "mon3"],
+                                              monitoring_alertmanagers=["am.example.net:9093"])
+    assert ('ARGS="--web.listen-address=:9093 --cluster.listen-address=0.0.0.0:9094'
+            ' --cluster.peer=10.0.0.2:9094 --cluster.peer=mon3:9094"') in args
+    assert prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
+        "localhost:9093", "10.0.0.2:9093", "mon3:9093", "am.example.net:9093"]

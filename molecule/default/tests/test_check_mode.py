@@ -27,10 +27,11 @@ def test_preflight_passes_in_check_mode_on_a_deployed_host():
 
 # The two site.yml checks take a host each, the Debian 12 one and the Debian 13 one in turn: each
 # is a whole site.yml run (two minutes of CI's shared cores on both hosts), and what either proves
-# does not depend on the other host. localhost stays in the limit: the controller builds the release.
+# does not depend on the other host. The limit is the host alone: the controller still builds the
+# release (playbooks/wheelhouse.yml runs for the run's bklog hosts, on localhost).
 def test_site_in_check_mode_changes_nothing_on_a_converged_fleet():
     first = inventory_hosts("bklog")[0]
-    run = run_playbook("site.yml", "--check", "--diff", "--limit", f"{first},localhost", timeout=900)
+    run = run_playbook("site.yml", "--check", "--diff", "--limit", first, timeout=900)
     assert run.returncode == 0, run.stdout[-4000:]
     recap = _changed_per_host(run)
     assert first in recap and set(recap.values()) == {0}, recap
@@ -40,7 +41,7 @@ def test_site_in_check_mode_shows_a_new_release_without_installing_it():
     last = inventory_hosts("bklog")[-1]
     hosts = {last: testinfra.get_host(f"podman://{last}")}
     current = {name: host.file("/opt/bklog/current").linked_to for name, host in hosts.items()}
-    run = run_playbook("site.yml", "--check", "--diff", "-e", "bklog_version=9.9.9", "--limit", f"{last},localhost",
+    run = run_playbook("site.yml", "--check", "--diff", "-e", "bklog_version=9.9.9", "--limit", last,
                        timeout=900)
     assert run.returncode == 0, run.stdout[-4000:]
     out = _plain(run)

@@ -2,12 +2,14 @@
 exporters on every host, each Patroni member, each sentinel (through its host's redis_exporter) and
 the service's /metrics, and evaluates monitoring/bklog-alerts.yml; a stopped
 worker program fires BklogProgramNotRunning (the role's intervals, 15 s, and the rule's
-production `for: 1m`)."""
+production `for: 1m`), which Alertmanager routes to a webhook by its severity, and its resolution."""
 
 from __future__ import annotations
 
 import json
 import urllib.parse
+
+import pytest
 
 from conftest import group, host, wait_until
 
@@ -78,7 +80,47 @@ def test_the_alerts_have_their_metrics():
     assert [a for a in prometheus("alerts")["alerts"] if a["state"] == "firing"] == []
 
 
-def test_a_stopped_worker_program_fires_its_alert_and_clears_when_started():
+# A webhook receiver for the test (group_vars: Alertmanager's critical route posts to it): each
+# notification's JSON on one line of NOTIFICATIONS.
+WEBHOOK = """
+import http.server
+
+class Receiver(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        with open("/var/tmp/bklog-test-notifications.jsonl", "ab") as out:
+            out.write(body.replace(b"\\n", b" ") + b"\\n")
+        self.send_response(200)
+        self.end_headers()
+
+http.server.HTTPServer(("127.0.0.1", 9099), Receiver).serve_forever()
+"""
+NOTIFICATIONS = "/var/tmp/bklog-test-notifications.jsonl"
+
+
+@pytest.fixture
+def webhook():
+    """The receiver on the monitoring host, as a transient systemd unit; yields a reader of the
+    notifications of BklogProgramNotRunning by status."""
+    monitor = host(group("bklog_monitoring")[0])
+    monitor.check_output("rm -f %s && printf %s %s > /var/tmp/bklog-test-webhook.py", NOTIFICATIONS, "%s", WEBHOOK)
+    monitor.check_output("systemd-run --unit bklog-test-webhook --collect python3 /var/tmp/bklog-test-webhook.py")
+
+    def notified(status: str, program: str) -> list[dict]:
+        lines = monitor.run(f"cat {NOTIFICATIONS}").stdout.splitlines()
+        return [alert for note in map(json.loads, filter(None, lines)) for alert in note["alerts"]
+                if alert["status"] == status and alert["labels"]["alertname"] == "BklogProgramNotRunning"
+                and alert["labels"]["name"] == program]
+    try:
+        yield notified
+    finally:
+        monitor.run("systemctl stop bklog-test-webhook")
+
+
+def test_a_stopped_worker_program_fires_its_alert_and_clears_when_started(webhook):
+    # Prometheus sends its alerts to the monitoring host's Alertmanager.
+    alertmanagers = [a["url"] for a in prometheus("alertmanagers")["activeAlertmanagers"]]
+    assert alertmanagers == [f"http://{group('bklog_monitoring')[0]}:9093/api/v2/alerts"], alertmanagers
     name = group("bklog_workers")[0]
     worker = host(name)
     program = "bklog-worker-pipeline"
@@ -89,6 +131,11 @@ def test_a_stopped_worker_program_fires_its_alert_and_clears_when_started():
                             timeout=240, every=5)
         assert [(a["instance"], a["name"]) for a in alerts] == [(f"{name}:9100", program)]
         assert alerts[0]["severity"] == "critical"
+        # Alertmanager routes the critical alert to the webhook (group_wait 5 s).
+        sent = wait_until(lambda: webhook("firing", program), "the firing notification at the webhook", timeout=60, every=2)
+        assert sent[0]["labels"]["instance"] == f"{name}:9100"
     finally:
         worker.check_output(f"supervisorctl start {program}")
     wait_until(lambda: not firing("BklogProgramNotRunning"), "the alert to clear", timeout=120, every=5)
+    # And its resolution (send_resolved), at the group's next interval (15 s).
+    wait_until(lambda: webhook("resolved", program), "the resolved notification at the webhook", timeout=90, every=2)
