@@ -9,7 +9,9 @@ build each release's virtualenv with it, offline, from the wheelhouse (`uv pip i
 
 Cached under ~/.cache/bklog-deploy/wheelhouse/<version>-<hash of sources and uv.lock>; prints
 that directory (last line). `--version` builds the current sources under another version number
-(for testing upgrades).
+(for testing upgrades). The dependencies' wheels and uv's binary are cached apart, by what they
+are made from (the locked requirements, the Python, the platform; uv's version), so a new version
+or changed sources rebuild only the bklog wheel.
 """
 
 from __future__ import annotations
@@ -51,20 +53,49 @@ def run(cmd: list[str], **kw) -> None:
     subprocess.run(cmd, check=True, **kw)
 
 
-def fetch_uv(tmp: Path, dest: Path, platforms: list[str]) -> None:
+def cached(directory: Path, make) -> Path:
+    """`directory`, made by make(part) into a sibling first: an interrupted build is never taken
+    for a finished one."""
+    if not directory.exists():
+        part = directory.with_name(directory.name + ".part")
+        shutil.rmtree(part, ignore_errors=True)
+        part.mkdir(parents=True)
+        make(part)
+        os.replace(part, directory)
+    return directory
+
+
+def dependency_wheels(cache: Path, requirements: str, python: str, platforms: list[str]) -> Path:
+    """Every locked dependency as a wheel for `python` on `platforms`, downloaded once per recipe."""
+    tag = f"cp{python.replace('.', '')}"
+    key = hashlib.sha256("\n".join([requirements, python, *platforms]).encode()).hexdigest()[:12]
+
+    def download(part: Path) -> None:
+        (part.parent / f"{part.name}.txt").write_text(requirements)
+        cmd = ["uvx", "--quiet", "pip", "download", "--quiet", "--disable-pip-version-check",
+               "--only-binary=:all:", "--python-version", python, "--implementation", "cp", "--abi", tag,
+               "--dest", str(part), "-r", str(part.parent / f"{part.name}.txt")]
+        for platform in platforms:
+            cmd += ["--platform", platform]
+        run(cmd)
+        (part.parent / f"{part.name}.txt").unlink()
+    return cached(cache / "wheels" / f"{tag}-{key}", download)
+
+
+def uv_binary(cache: Path, platforms: list[str]) -> Path:
     """uv's binary for the hosts' platform, taken out of uv's wheel (a plain static executable)."""
-    wheels = tmp / "uv"
-    cmd = ["uvx", "--quiet", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
-           "--only-binary=:all:", "--dest", str(wheels), f"uv=={UV_VERSION}"]
-    for platform in platforms:
-        cmd += ["--platform", platform]
-    run(cmd)
-    with zipfile.ZipFile(next(wheels.glob("uv-*.whl"))) as wheel:
-        binary = wheel.read(f"uv-{UV_VERSION}.data/scripts/uv")
-    part = dest.with_suffix(".part")
-    part.write_bytes(binary)
-    part.chmod(0o755)
-    os.replace(part, dest)
+    def fetch(part: Path) -> None:
+        cmd = ["uvx", "--quiet", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
+               "--only-binary=:all:", "--dest", str(part / "wheel"), f"uv=={UV_VERSION}"]
+        for platform in platforms:
+            cmd += ["--platform", platform]
+        run(cmd)
+        with zipfile.ZipFile(next((part / "wheel").glob("uv-*.whl"))) as wheel:
+            (part / "uv").write_bytes(wheel.read(f"uv-{UV_VERSION}.data/scripts/uv"))
+        (part / "uv").chmod(0o755)
+        shutil.rmtree(part / "wheel")
+    key = hashlib.sha256("\n".join([UV_VERSION, *platforms]).encode()).hexdigest()[:12]
+    return cached(cache / "uv" / f"{UV_VERSION}-{key}", fetch) / "uv"
 
 
 def main() -> None:
@@ -98,29 +129,23 @@ def main() -> None:
                                     count=1, flags=re.M))
         run(["uv", "build", "--wheel", "--quiet", "--out-dir", str(tmp / "dist"), str(src)])
         wheel = next((tmp / "dist").glob("bklog-*.whl"))
-        requirements = tmp / "requirements.txt"
-        run(["uv", "export", "--quiet", "--frozen", "--no-dev", "--no-emit-project", "--format", "requirements-txt",
-             "--output-file", str(requirements)], cwd=root)
+        requirements = subprocess.run(
+            ["uv", "export", "--quiet", "--frozen", "--no-dev", "--no-emit-project", "--format", "requirements-txt"],
+            cwd=root, check=True, capture_output=True, text=True).stdout
         # pip evaluates markers with the controller's Python (3.11.7 here), not the target's
         # (Debian 12 ships 3.11.2): drop Python-version markers so such wheels are always there.
-        requirements.write_text(re.sub(r" ; python_(full_)?version [^\\\n]*", "", requirements.read_text()))
+        requirements = re.sub(r" ; python_(full_)?version [^\\\n]*", "", requirements)
         out.mkdir(parents=True, exist_ok=True)
         platforms = [f"manylinux_2_{v}_{args.arch}" for v in (17, 28, 34)] + [f"manylinux2014_{args.arch}"]
+        cache = Path(args.cache)
         for py, tar in zip(args.python, tars):
-            tag = f"cp{py.replace('.', '')}"
-            wheels = tmp / tag
-            cmd = ["uvx", "--quiet", "pip", "download", "--quiet", "--disable-pip-version-check",
-                   "--only-binary=:all:", "--python-version", py, "--implementation", "cp", "--abi", tag,
-                   "--dest", str(wheels), "-r", str(requirements)]
-            for platform in platforms:
-                cmd += ["--platform", platform]
-            run(cmd)
-            shutil.copy(wheel, wheels)
+            wheels = dependency_wheels(cache, requirements, py, platforms)
             # Reproducible archive: same inputs, same bytes (so a re-run copies nothing).
             run(["tar", "--sort=name", "--mtime=@0", "--owner=0", "--group=0", "--numeric-owner",
-                 "-cf", str(tar) + ".part", "-C", str(wheels), "."])
+                 "-cf", str(tar) + ".part", "-C", str(wheels), ".", "-C", str(wheel.parent), wheel.name])
             os.replace(str(tar) + ".part", tar)
-        fetch_uv(tmp, uv, platforms)
+        shutil.copy(uv_binary(cache, platforms), str(uv) + ".part")
+        os.replace(str(uv) + ".part", uv)
     print(f"wheelhouse built\n{out}")
 
 
