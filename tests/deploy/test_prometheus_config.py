@@ -13,13 +13,16 @@ from pathlib import Path
 import yaml
 from controller_play import ROOT, run_local_play
 
+# The monitoring role's templates named in {templates} (under templates/etc/, without .j2), each
+# rendered into {out} under its base name.
 TASKS = """
     - ansible.builtin.include_vars: {{ file: "{root}/roles/monitoring/defaults/main.yml" }}
     - ansible.builtin.template:
-        src: "{root}/roles/monitoring/templates/etc/prometheus/prometheus.yml.j2"
-        dest: "{out}"
+        src: "{root}/roles/monitoring/templates/etc/{{{{ item }}}}.j2"
+        dest: "{out}/{{{{ item | basename }}}}"
       vars:
         role_path: "{root}/roles/monitoring"
+      loop: {templates}
 """
 
 
@@ -29,7 +32,7 @@ def render(tmp_path: Path, data_hosts: int, **data_vars) -> dict:
               "bklog_postgresql": {"hosts": data}, "bklog_redis": {"hosts": data},
               "bklog_monitoring": {"hosts": {"data1": None}}}
     out = tmp_path / "prometheus.yml"
-    run_local_play(tmp_path, TASKS.format(root=ROOT, out=out), groups)
+    run_local_play(tmp_path, TASKS.format(root=ROOT, out=tmp_path, templates=["prometheus/prometheus.yml"]), groups)
     if shutil.which("promtool"):
         (tmp_path / "bklog-alerts.yml").write_text((ROOT / "monitoring" / "bklog-alerts.yml").read_text())
         text = out.read_text().replace("/etc/prometheus/rules/bklog-alerts.yml", str(tmp_path / "bklog-alerts.yml"))
@@ -60,17 +63,6 @@ def test_one_database_and_one_redis_have_no_ha_jobs(tmp_path):
     assert "postgres" in jobs and "redis" in jobs
 
 
-ALERTMANAGER = """
-    - ansible.builtin.include_vars: {{ file: "{root}/roles/monitoring/defaults/main.yml" }}
-    - ansible.builtin.template:
-        src: "{root}/roles/monitoring/templates/etc/{{{{ item }}}}.j2"
-        dest: "{out}/{{{{ item | basename }}}}"
-      vars:
-        role_path: "{root}/roles/monitoring"
-      loop: [prometheus/alertmanager.yml, default/prometheus-alertmanager, prometheus/prometheus.yml]
-"""
-
-
 def render_alertmanager(tmp_path: Path, monitoring_hosts: list[str], **monitoring_vars) -> tuple[dict, str, dict]:
     """alertmanager.yml (checked by amtool), the service's ARGS and Prometheus's alerting section,
     rendered on the first monitoring host (the controller, as `localhost`); the second one is
@@ -79,7 +71,8 @@ def render_alertmanager(tmp_path: Path, monitoring_hosts: list[str], **monitorin
                 for i, name in enumerate(monitoring_hosts, 1)}
     groups = {"bklog": {"children": {"bklog_api": {"hosts": {"api1": None}}}},
               "bklog_monitoring": {"hosts": monitors}}
-    run_local_play(tmp_path, ALERTMANAGER.format(root=ROOT, out=tmp_path), groups, extra_vars=monitoring_vars)
+    templates = ["prometheus/alertmanager.yml", "default/prometheus-alertmanager", "prometheus/prometheus.yml"]
+    run_local_play(tmp_path, TASKS.format(root=ROOT, out=tmp_path, templates=templates), groups, extra_vars=monitoring_vars)
     config = tmp_path / "alertmanager.yml"
     if shutil.which("amtool"):
         check = subprocess.run(["amtool", "check-config", str(config)], capture_output=True, text=True)

@@ -82,20 +82,20 @@ def test_the_alerts_have_their_metrics():
 
 # A webhook receiver for the test (group_vars: Alertmanager's critical route posts to it): each
 # notification's JSON on one line of NOTIFICATIONS.
-WEBHOOK = """
+NOTIFICATIONS = "/var/tmp/bklog-test-notifications.jsonl"
+WEBHOOK = f"""
 import http.server
 
 class Receiver(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
-        with open("/var/tmp/bklog-test-notifications.jsonl", "ab") as out:
+        with open("{NOTIFICATIONS}", "ab") as out:
             out.write(body.replace(b"\\n", b" ") + b"\\n")
         self.send_response(200)
         self.end_headers()
 
 http.server.HTTPServer(("127.0.0.1", 9099), Receiver).serve_forever()
 """
-NOTIFICATIONS = "/var/tmp/bklog-test-notifications.jsonl"
 
 
 @pytest.fixture
