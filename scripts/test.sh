@@ -133,7 +133,7 @@ if [[ $what == all || $what == service ]]; then
   mkdir -p "$run_dir/opensearch"
   eval "$(python tests/opensearch.py start "$run_dir/opensearch")"
   env -u DATABASE_URL -u REDIS_URL BKLOG_DATA_DIR="$run_dir/os" BKLOG_SEARCH_BACKEND=opensearch \
-    BKLOG_OPENSEARCH_URL="$OPENSEARCH_URL" pytest tests/service
+    BKLOG_OPENSEARCH_URL="$OPENSEARCH_URL" OPENSEARCH_SNAPSHOT_DIR="$OPENSEARCH_SNAPSHOT_DIR" pytest tests/service
   python tests/opensearch.py stop "$run_dir/opensearch"
   suite_done "service on OpenSearch"
 fi

@@ -31,14 +31,14 @@ def start(workdir: Path, port: int) -> str:
     # Its own copy of the config folder: OpenSearch writes a keystore into it.
     run_home = workdir / "home"
     shutil.copytree(home, run_home, symlinks=True, dirs_exist_ok=True)
-    for sub in ("data", "logs"):
+    for sub in ("data", "logs", "snapshots"):
         (workdir / sub).mkdir(parents=True, exist_ok=True)
     subprocess.run(["chown", "-R", USER, str(workdir)], check=True)
     log = open(workdir / "opensearch.out", "w")
     proc = subprocess.Popen(
         ["runuser", "-u", USER, "--", str(run_home / "bin" / "opensearch"), "-Ediscovery.type=single-node",
          "-Enetwork.host=127.0.0.1", f"-Ehttp.port={port}", f"-Epath.data={workdir / 'data'}",
-         f"-Epath.logs={workdir / 'logs'}", "-Ecluster.routing.allocation.disk.threshold_enabled=false"],
+         f"-Epath.logs={workdir / 'logs'}", f"-Epath.repo={workdir / 'snapshots'}", "-Ecluster.routing.allocation.disk.threshold_enabled=false"],
         env={**os.environ, "OPENSEARCH_JAVA_HOME": JAVA_HOME, "OPENSEARCH_JAVA_OPTS": f"-Xms{HEAP} -Xmx{HEAP}"},
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     (workdir / "opensearch.pid").write_text(str(proc.pid))
@@ -72,5 +72,7 @@ if __name__ == "__main__":
     command, directory = sys.argv[1], Path(sys.argv[2])
     if command == "start":
         print(f"OPENSEARCH_URL={start(directory, free_port())}")
+        # path.repo: the snapshot tests register a filesystem repository there.
+        print(f"OPENSEARCH_SNAPSHOT_DIR={directory / 'snapshots'}")
     else:
         stop(directory)

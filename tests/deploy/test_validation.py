@@ -148,8 +148,11 @@ def test_secrets_never_reach_the_output(tmp_path):
      "opensearch_seed_hosts lists 2 addresses for 3 nodes"),
     ("site.yml", None, {"bklog_app_search_backend": "elastic"}, "value of bklog_app_search_backend must be one of: database, opensearch, got: elastic"),
     ("site.yml", None, {"bklog_app_search_backend": "opensearch"}, "opensearch needs bklog_app_opensearch_urls"),
-    ("backup.yml", {"os1": {}}, {}, "backup.yml backs up the database only and would miss the lines"),
-    ("restore.yml", {"os1": {}}, {}, "restore.yml restores the database only and would miss the lines"),
+    ("site.yml", {"os1": {"opensearch_snapshot_dir": "snapshots/"}}, {},
+     'opensearch_snapshot_dir="snapshots/" must be an absolute directory (not /), or "" for none'),
+    ("site.yml", {"os1": {"opensearch_snapshot_repository": "My Backups"}}, {},
+     "opensearch_snapshot_repository=\"My Backups\": lower-case letters, digits, '-' and '_'"),
+    ("site.yml", {"os1": {"opensearch_uid": -5}}, {}, "opensearch_uid=-5 must be a user id above 0, or null"),
 ])
 def test_bad_opensearch_inputs_fail_before_any_host_is_touched(tmp_path, playbook, nodes, overrides, message):
     result = run_site(tmp_path, playbook, search_nodes=nodes, **overrides)
@@ -157,6 +160,19 @@ def test_bad_opensearch_inputs_fail_before_any_host_is_touched(tmp_path, playboo
     assert result.returncode != 0
     assert message in " ".join(output.split()), output[-3000:]
     assert "UNREACHABLE" not in output and "Gathering Facts" not in output
+
+
+def test_opensearch_with_a_sqlite_on_each_of_several_hosts_is_refused(tmp_path):
+    """Line ids are numbered in the database: two hosts with a SQLite each would number different
+    lines alike, and each overwrite the other's documents in the shared daily indices."""
+    dev = {**GOOD, "bklog_app_env": "dev", "bklog_app_database_url": ""}
+    inventory = {"all": {"children": {
+        "bklog": {"children": {"bklog_api": {"hosts": {"vm1": dev, "vm2": {**dev, "ansible_host": "192.0.2.12"}}}}},
+        "bklog_opensearch": {"hosts": {"os1": {"ansible_host": "192.0.2.20", "ansible_connection": "ssh"}}}}}}
+    result = run_playbook(tmp_path, inventory, "validate.yml")
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0
+    assert "with several bklog hosts (2) a shared database (bklog_app_database_url): the lines' ids are numbered there" in output
 
 
 def test_a_cluster_on_loopback_transport_is_spared_the_production_limits(tmp_path):

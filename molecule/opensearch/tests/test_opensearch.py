@@ -145,11 +145,43 @@ def test_lines_accepted_while_opensearch_restarts_are_indexed_once_it_is_back(to
     assert _search(tokens, "outage")["total"] == 5
 
 
-def test_backup_refuses_when_the_lines_are_in_opensearch(tmp_path):
-    """backup.yml copies databases: with the log index on OpenSearch it refuses before it writes
-    anything, and names what backs the lines up instead."""
-    run = run_playbook("backup.yml", "-e", f"bklog_backup_dir={tmp_path}", timeout=300)
-    assert run.returncode != 0
-    assert "the log index is on OpenSearch" in run.stdout and "OpenSearch snapshots" in run.stdout, run.stdout[-3000:]
-    assert not any(tmp_path.iterdir()), "nothing written"
+def test_backup_snapshots_the_lines_and_restore_brings_them_back(tmp_path):
+    """backup.yml dumps the database, then snapshots the line indices into the repository the role
+    registered on the nodes' shared path.repo; restore.yml puts both back: the lines written after
+    the backup are gone, those of the backup are all there, and a line ingested afterwards does not
+    reuse a restored line's id (it would overwrite it)."""
+    repository = node("/_snapshot/bklog-backups")["bklog-backups"]
+    assert repository == {"type": "fs", "settings": {"location": "/var/backups/opensearch"}}
+    stamp = str(int(time.time()))
+    name = f"snap{stamp}"
+    snap = (name, APP.check_output(f"bklog create_index_set {name}"), APP.check_output(f"bklog create_api_token snap{stamp}"))
+    _ingest(snap, "\n".join(f"before the backup {i}" for i in range(50)))
+    wait_until(lambda: _search(snap, "before")["total"] == 50, "50 lines searchable")
 
+    run = run_playbook("backup.yml", "-e", f"bklog_backup_dir={tmp_path}", timeout=900)
+    assert run.returncode == 0, run.stdout[-5000:]
+    (backup,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    manifest = json.loads((backup / "manifest.json").read_text())
+    snapshot = manifest["databases"]["bklog-os-app"]["snapshot"]
+    assert snapshot["repository"] == "bklog-backups" and snapshot["snapshot"] == f"backup-{backup.name.lower()}"
+    assert snapshot["exact"] and snapshot["lines"][name] == 50 and manifest["databases"]["bklog-os-app"]["lines"] == snapshot["lines"]
+    assert not list(backup.glob("*/lines/*.jsonl")), "the lines are in the snapshot, not exported"
+    assert node(f"/_snapshot/bklog-backups/{snapshot['snapshot']}")["snapshots"][0]["state"] == "SUCCESS"
+    # The repository is the nodes' shared directory (registering it made every node write there).
+    assert all(host.file("/var/backups/opensearch/index.latest").exists for host in SEARCH)
+
+    _ingest(snap, "\n".join(f"after the backup {i}" for i in range(5)))
+    wait_until(lambda: _search(snap, "after")["total"] == 5, "5 more lines searchable")
+
+    run = run_playbook("restore.yml", "-e", f"bklog_backup_dir={tmp_path}", timeout=900)
+    assert run.returncode == 0, run.stdout[-5000:]
+    assert f"from snapshot {snapshot['snapshot']}" in run.stdout
+    wait_until(lambda: curl(APP, "http://127.0.0.1/readyz")[0] == 200, "readyz 200 after the restore", timeout=180)
+    assert _search(snap, "before")["total"] == 50
+    assert _search(snap, "after")["total"] == 0
+    kept = [s["snapshot"] for s in node("/_snapshot/bklog-backups/_all")["snapshots"]]
+    assert any(k.startswith("before-restore-") for k in kept), kept
+
+    _ingest(snap, "after the restore")
+    wait_until(lambda: _search(snap, "restore")["total"] == 1, "a new line searchable")
+    assert _search(snap, "before")["total"] == 50, "a new line overwrote a restored one"

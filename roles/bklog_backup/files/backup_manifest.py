@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The controller's side of playbooks/backup.yml and restore.yml (standard library only).
 
-    backup_manifest.py write DIR           manifest.json (hosts, databases, lines per index set) and
+    backup_manifest.py write DIR           manifest.json (hosts, databases, lines per index set, the
+                                           OpenSearch snapshot when the lines are there) and
                                            MANIFEST.sha256 (sha256sum format) of everything in DIR
     backup_manifest.py verify DIR          check every checksum; print manifest.json; exit 1 naming
                                            each missing, changed or unlisted file
@@ -43,8 +44,9 @@ def write(root: Path, name: str = "") -> None:
         info = host_dir / "database.json"
         if info.exists():
             db = json.loads(info.read_text())
-            db["lines"] = {name: sum(1 for _ in (host_dir / "lines" / f"{name}.jsonl").open("rb"))
-                           for name in db["index_sets"]}
+            # The exported files' lines, or the OpenSearch snapshot's (counted when it was taken).
+            db["lines"] = db["snapshot"]["lines"] if "snapshot" in db else {
+                name: sum(1 for _ in (host_dir / "lines" / f"{name}.jsonl").open("rb")) for name in db["index_sets"]}
             databases[host_dir.name] = db
     manifest = {"name": name or root.name, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "hosts": sorted(p.name for p in root.iterdir() if p.is_dir()), "databases": databases}

@@ -6,11 +6,15 @@
                                           its database: the native dump (its lines counted in the
                                           dump's own snapshot), the guide's dumpdata JSON, every index
                                           set's lines as JSONL, and database.json saying what it holds.
+                                          With the lines on OpenSearch, after the dump: a snapshot of
+                                          them in the cluster's repository, named backup-<stamp>
+                                          (database.json names it and its lines per index set).
                                           playbooks/backup.yml then fetches DIR to the controller.
     bklog-backup scheduled                what bklog-backup.timer runs: a whole backup of this host
                                           (database included) in the schedule directory, laid out as
                                           backup.yml's (<dir>/<UTC time>/<host>/, manifest.json,
-                                          MANIFEST.sha256), the newest `keep` kept, and its outcome
+                                          MANIFEST.sha256; an OpenSearch snapshot scheduled-<stamp>),
+                                          the newest `keep` kept, and its outcome
                                           written for node_exporter's textfile collector.
 """
 
@@ -61,8 +65,9 @@ def give_to(path: Path, user: str, mode: int) -> None:
     path.chmod(mode)
 
 
-def stage(config: dict, target: Path, database: bool) -> None:
-    """This host's part, in target (made here, private: it holds the environment file's secrets)."""
+def stage(config: dict, target: Path, database: bool, origin: str = "backup") -> None:
+    """This host's part, in target (made here, private: it holds the environment file's secrets).
+    origin names the OpenSearch snapshot (<origin>-<target's stamp>), each origin keeping its own."""
     owner = config["app_user"] if database else "root"
     (target / "lines").mkdir(parents=True, exist_ok=False)
     for path in (target, target / "lines"):
@@ -80,19 +85,26 @@ def stage(config: dict, target: Path, database: bool) -> None:
     counts = run(["runuser", "-u", config["app_user"], "--", f"{app_root}/bin/with-env",
                   f"{app_root}/current/venv/bin/python", str(LIB / "dump_database.py"), str(dumped)])
     run([BKLOG, "dumpdata", *DUMPDATA_ARGS, "--output", str(target / "dumpdata.json")])
-    listing = run([BKLOG, "shell", "--verbosity", "0", "-c",
-                   "from bklog.logs.models import IndexSet; "
-                   "print('\\n'.join(IndexSet.objects.order_by('name').values_list('name', flat=True)))"])
-    index_sets = [name for name in listing.splitlines() if name]
-    for name in index_sets:
-        run([BKLOG, "export_logs", name, "--output", str(target / "lines" / f"{name}.jsonl")])
+    # Where the running release keeps the lines (its environment file says), and the index sets.
+    service = json.loads(run([BKLOG, "shell", "--verbosity", "0", "-c",
+                              "import json; from django.conf import settings; from bklog.logs.models import IndexSet; "
+                              "print(json.dumps({'search_backend': settings.BKLOG_SEARCH_BACKEND, 'index_sets': "
+                              "list(IndexSet.objects.order_by('name').values_list('name', flat=True))}))"]).splitlines()[-1])
+    index_sets = service["index_sets"]
+    described = {"kind": config["kind"], "release": Path(os.readlink(f"{app_root}/current")).name,
+                 "index_sets": index_sets, "native_lines": json.loads(counts.splitlines()[-1])}
+    if service["search_backend"] == "opensearch":
+        # After the dump (a restore moves the line ids past the snapshot's); the lines stay in the
+        # cluster's repository, too big to fetch: the manifest names the snapshot.
+        keep = config["keep"] if origin == "scheduled" else config["backup_keep"]
+        taken = run([BKLOG, "opensearch_snapshot", "create", f"{origin}-{target.name.lower()}",
+                     "--repository", config["opensearch_repository"], "--keep", str(keep)])
+        described["snapshot"] = json.loads(taken.splitlines()[-1])
+    else:
+        for name in index_sets:
+            run([BKLOG, "export_logs", name, "--output", str(target / "lines" / f"{name}.jsonl")])
     info = target / "database.json"
-    info.write_text(json.dumps({
-        "kind": config["kind"],
-        "release": Path(os.readlink(f"{app_root}/current")).name,
-        "index_sets": index_sets,
-        "native_lines": json.loads(counts.splitlines()[-1]),
-    }, indent=2) + "\n")
+    info.write_text(json.dumps(described, indent=2) + "\n")
     give_to(info, config["app_user"], 0o600)
 
 
@@ -137,7 +149,7 @@ def scheduled(config: dict) -> None:
     try:
         Path(config["stage_dir"]).mkdir(mode=0o755, parents=True, exist_ok=True)
         base.mkdir(mode=0o700, parents=True, exist_ok=True)
-        stage(config, staging, database=True)
+        stage(config, staging, database=True, origin="scheduled")
         partial.mkdir(mode=0o700)
         shutil.move(str(staging), str(partial / config["host"]))
         run(["chown", "-R", "root:root", str(partial)])
