@@ -81,6 +81,15 @@ class DatabaseStore:
     def drop_index_set(self, name: str) -> None:
         pass  # its LogLine rows go with it (ON DELETE CASCADE)
 
+    def after_bulk_load(self) -> None:
+        """The planner's statistics of the lines' table: right after a load PostgreSQL has none
+        (autovacuum analyzes later) and picked plans 10-100x slower (issue 18). SQLite's ANALYZE
+        reads a sample of each index (analysis_limit), not the whole table."""
+        with connection.cursor() as cursor:
+            if connection.vendor == "sqlite":
+                cursor.execute("PRAGMA analysis_limit = 1000")
+            cursor.execute("ANALYZE logs_logline")
+
     def check(self) -> str:
         """The database's full-text index is there (SQLite FTS5 and its triggers, PostgreSQL's GIN)."""
         with connection.cursor() as cursor:

@@ -76,6 +76,10 @@ class LineStore(Protocol):
     def check(self) -> str:
         """For /readyz: raises naming what is wrong."""
 
+    def after_bulk_load(self) -> None:
+        """After a command loaded many lines at once (import_logs, a restore): leave the store ready
+        to search, so that no plan depends on statistics a background job refreshes later."""
+
 
 def current_versions(index_set: IndexSet, batch: IngestBatch | None, doc_ids: list | None) -> list[bool]:
     """Per line of a batch: whether to store it. A line without an id, yes; one with an id only

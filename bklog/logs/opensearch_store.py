@@ -370,6 +370,10 @@ class OpenSearchStore:
         for index in self._indices(name):
             self.client.indices.delete(index=index, params={"ignore_unavailable": "true"})
 
+    def after_bulk_load(self) -> None:
+        """Searchable now, not at the next refresh interval."""
+        self.client.indices.refresh(index=f"{self.prefix}-*", params={"ignore_unavailable": "true", "allow_no_indices": "true"})
+
     def check(self) -> str:
         health = self.client.cluster.health(request_timeout=5)
         if health["status"] == "red":

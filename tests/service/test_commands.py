@@ -88,6 +88,17 @@ def test_export_import_round_trip_and_resume(tmp_path, make_index_set):
     call_command("import_logs", "restored", "--input", str(out), stderr=io.StringIO())
     restored = StoredLines().all(IndexSet.objects.get(name="restored"))
     assert [(l.message, l.fields) for l in restored] == [(f"line {i}", {"i": i}) for i in range(25)]
+    # The import leaves the planner's statistics (issue 18: PostgreSQL planned without any after a load).
+    from django.conf import settings
+    from django.db import connection
+
+    if settings.BKLOG_SEARCH_BACKEND == "database":
+        with connection.cursor() as cursor:
+            if connection.vendor == "sqlite":
+                cursor.execute("SELECT count(*) FROM sqlite_stat1 WHERE tbl = 'logs_logline'")
+            else:
+                cursor.execute("SELECT count(*) FROM pg_stats WHERE tablename = 'logs_logline'")
+            assert cursor.fetchone()[0] > 0
 
 
 def test_import_refuses_garbage_naming_the_line(tmp_path, make_index_set):

@@ -79,3 +79,18 @@ def test_every_variable_is_documented():
     doc = (ROOT / "docs" / "configuration.md").read_text()
     missing = [name for name in VARIABLES if f"`{name}`" not in doc]
     assert not missing, f"document these in docs/configuration.md: {missing}"
+
+
+@pytest.mark.one_backend
+def test_every_top_level_key_of_app_yml_is_read_by_something():
+    """bklog/app.yml is the one source of truth: a key nothing reads is a fact that only looks like one."""
+    import re
+
+    import yaml
+
+    keys = yaml.safe_load((ROOT / "bklog" / "app.yml").read_text())
+    readers = [p for folder in ("bklog", "roles", "plugins", "scripts", "playbooks") for p in (ROOT / folder).rglob("*")
+               if p.is_file() and p.suffix in (".py", ".yml", ".j2") and p.name != "app.yml"]
+    text = "\n".join(p.read_text(errors="replace") for p in readers)
+    unread = [key for key in keys if not re.search(rf"\b{re.escape(key)}\b", text)]
+    assert not unread, f"bklog/app.yml keys read by nothing (use or remove them): {unread}"

@@ -116,13 +116,24 @@ def test_backup_destroy_restore_round_trip(written, tmp_path):
 
 
 def test_a_damaged_backup_is_refused_before_anything_stops(tmp_path):
+    """Also --check of both playbooks: the backup says what it would take and writes nothing; the
+    restore checks the backup (intact, or damaged and refused) and stops nothing."""
     name = inventory_hosts("bklog")[0]
+    run = run_playbook("backup.yml", "--check", "-e", f"bklog_backup_dir={tmp_path}", "--limit", name, timeout=300)
+    assert run.returncode == 0, run.stdout[-5000:]
+    assert f"check mode: would back up {name} to {tmp_path}/<UTC time>/" in " ".join(run.stdout.split())
+    assert not any(tmp_path.iterdir())
     run = run_playbook("backup.yml", "-e", f"bklog_backup_dir={tmp_path}", "--limit", name, timeout=900)
     assert run.returncode == 0, run.stdout[-5000:]
     (backup,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    pids = _host(name).check_output("supervisorctl pid all")
+    run = run_playbook("restore.yml", "--check", "--limit", name, "-e", f"bklog_backup_dir={tmp_path}", timeout=300)
+    assert run.returncode == 0, run.stdout[-5000:]
+    assert "is intact and holds this host's part; would stop every bklog program, restore the sqlite database" \
+        in " ".join(run.stdout.split())
+    assert _host(name).check_output("supervisorctl pid all") == pids
     dump = backup / name / "dumpdata.json"
     dump.write_text(dump.read_text().replace("backup", "BACKUP", 1) + " ")
-    pids = _host(name).check_output("supervisorctl pid all")
     run = run_playbook("restore.yml", "--limit", name, "-e", f"bklog_backup_dir={tmp_path}", timeout=300)
     assert run.returncode != 0
     assert "is damaged, nothing was restored" in run.stdout and f"{name}/dumpdata.json: checksum differs" in run.stdout

@@ -1,20 +1,24 @@
 """Rolling upgrades and rollbacks of the fleet under constant load through the floating address.
 Runs after the checks of the converged fleet (files run in name order): it changes the release.
 
-1. rolling_upgrade.yml v1 -> v2: no failed request, every line searchable, every export done.
-2. A v3 whose readiness fails: stops at the first batch, rolled back there, fleet serves v2.
-3. rollback.yml: v2 -> v1 the same way."""
+1. rolling_upgrade.yml v1 -> v2, whose migration adds a column and a table (backward compatible,
+   docs/upgrades.md): no failed request, every line searchable, every export done.
+2. A v2.5 whose migration fails halfway: the upgrade stops before any batch (after its backup),
+   the database as v2 left it, the fleet serving v2.
+3. A v3 whose readiness fails: stops at the first batch, rolled back there, fleet serves v2.
+4. rollback.yml: v2 -> v1 the same way (v1 runs on v2's schema)."""
 
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 from pathlib import Path
 
 import pytest
 
 from agent import INDEX_SET, SyslogTraffic, wait_all_shipped
-from conftest import LB, ROLLOUTS, ROOT, playbook, running_versions, wait_until
+from conftest import LB, ROLLOUTS, ROOT, group, host, playbook, running_versions, wait_until
 from load import Load
 
 
@@ -65,17 +69,76 @@ def _under_load(load, name: str, *extra: str):
     return run, traffic
 
 
-def test_rolling_upgrade_to_v2_under_load(load, admin_token, tmp_path):
+def _copy_of_the_project(tmp_path_factory, label: str) -> Path:
+    src = tmp_path_factory.mktemp(label) / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", ".venv", "molecule", "tests", "docs", "bench"))
+    return src
+
+
+MIGRATIONS = Path("bklog") / "logs" / "migrations"
+# v2's migration: what the upgrade rule allows (a nullable column, a new table), so v1 still runs on it.
+V2_MIGRATION = '''from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    """v2 of molecule/ha test_6_rollout.py: a nullable column and a table."""
+
+    dependencies = [("logs", "0010_index_set_groups")]
+    operations = [
+        migrations.AddField("indexset", "upgrade_note", models.CharField(max_length=100, null=True, blank=True)),
+        migrations.CreateModel("UpgradeProbe", fields=[("id", models.BigAutoField(primary_key=True, serialize=False)),
+                                                       ("note", models.TextField())]),
+    ]
+'''
+# v2.5's: a table created, then a failure (PostgreSQL runs a migration in one transaction).
+FAILING_MIGRATION = '''from django.db import migrations, models
+
+
+def fail(apps, schema_editor):
+    raise RuntimeError("deliberately failing migration (molecule/ha test_6_rollout.py)")
+
+
+class Migration(migrations.Migration):
+    dependencies = [("logs", "0011_upgrade_probe")]
+    operations = [
+        migrations.CreateModel("HalfDone", fields=[("id", models.BigAutoField(primary_key=True, serialize=False))]),
+        migrations.RunPython(fail),
+    ]
+'''
+
+
+@pytest.fixture(scope="module")
+def v2_source(tmp_path_factory) -> Path:
+    src = _copy_of_the_project(tmp_path_factory, "v2")
+    (src / MIGRATIONS / "0011_upgrade_probe.py").write_text(V2_MIGRATION)
+    return src
+
+
+def _schema() -> tuple[list[str], list[str]]:
+    """The columns of logs_indexset and the logs_ tables, as the API host's release sees them."""
+    api = host(group("bklog_api")[0])
+    out = api.check_output("/usr/local/bin/bklog shell -c " + shlex.quote(
+        "import json; from django.db import connection; c = connection.cursor(); "
+        "print(json.dumps([[d.name for d in connection.introspection.get_table_description(c, 'logs_indexset')], "
+        "sorted(t for t in connection.introspection.table_names(c) if t.startswith('logs_'))]))"))
+    columns, tables = json.loads(out.splitlines()[-1])
+    return columns, tables
+
+
+def test_rolling_upgrade_to_v2_under_load(load, admin_token, tmp_path, v2_source):
     before = running_versions()
     assert set(before.values()) == {"1.0.0"}, before
     # rsyslog on every host ships syslog lines through the balancer all along (roles/log_agent).
     syslog = SyslogTraffic().start()
     try:
-        run, traffic = _under_load(load, "rolling_upgrade.yml", "-e", "bklog_version=2.0.0", "-e", f"bklog_backup_dir={tmp_path}")
+        run, traffic = _under_load(load, "rolling_upgrade.yml", "-e", "bklog_version=2.0.0", "-e", f"bklog_source={v2_source}",
+                                   "-e", f"bklog_backup_dir={tmp_path}")
     finally:
         sent = syslog.stop()
     assert run.returncode == 0, run.stdout[-6000:]
     assert set(running_versions().values()) == {"2.0.0"}
+    columns, tables = _schema()
+    assert "upgrade_note" in columns and "logs_upgradeprobe" in tables, (columns, tables)
     # The backup taken before the migration (bklog_rollout_backup, on by default): the database of
     # v1, from before any host ran v2.
     (backup,) = [p for p in tmp_path.iterdir() if p.is_dir()]
@@ -88,11 +151,30 @@ def test_rolling_upgrade_to_v2_under_load(load, admin_token, tmp_path):
     print(f"syslog lines sent during the upgrade, all searchable: {sent}")
 
 
+def test_a_migration_failing_halfway_stops_the_upgrade_before_any_batch(load, v2_source, tmp_path, tmp_path_factory):
+    """v2.5's migration fails after creating a table: the run stops at the migration, after the
+    backup it took first (what restore.yml brings back, docs/upgrades.md), before any host
+    switched; the database is as v2 left it (the transaction rolled back) and the fleet serves v2."""
+    src = _copy_of_the_project(tmp_path_factory, "v2-5")
+    shutil.copytree(v2_source / MIGRATIONS, src / MIGRATIONS, dirs_exist_ok=True)
+    (src / MIGRATIONS / "0012_half_done.py").write_text(FAILING_MIGRATION)
+    run, traffic = _under_load(load, "rolling_upgrade.yml", "-e", "bklog_version=2.5.0", "-e", f"bklog_source={src}",
+                               "-e", f"bklog_backup_dir={tmp_path}")
+    assert run.returncode != 0
+    assert "deliberately failing migration" in run.stdout, run.stdout[-6000:]
+    assert "Upgrade the batch" not in run.stdout  # no batch started
+    (backup,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert json.loads((backup / "manifest.json").read_text())["databases"], "the backup before the migration"
+    assert set(running_versions().values()) == {"2.0.0"}
+    columns, tables = _schema()
+    assert "upgrade_note" in columns and "logs_upgradeprobe" in tables and "logs_halfdone" not in tables, tables
+    _check_after(traffic)
+
+
 @pytest.fixture(scope="module")
 def broken_source(tmp_path_factory) -> Path:
     """A copy of the project whose /readyz always answers 503: a release that must never serve."""
-    src = tmp_path_factory.mktemp("broken") / "src"
-    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", ".venv", "molecule", "tests", "docs", "bench"))
+    src = _copy_of_the_project(tmp_path_factory, "broken")
     observability = src / "bklog" / "observability.py"
     text = observability.read_text()
     marker = "def readyz(request"

@@ -43,6 +43,7 @@ class Command(BaseCommand):
                 if len(pending) >= chunk:
                     total += self._flush(target, pending)
         total += self._flush(target, pending)
+        line_store().after_bulk_load()  # searchable at full speed at once (the planner's statistics)
         self.stderr.write(f"imported {total} lines into {index_set}")
 
     @staticmethod
