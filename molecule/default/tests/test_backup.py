@@ -129,7 +129,7 @@ def test_a_damaged_backup_is_refused_before_anything_stops(tmp_path):
     pids = _host(name).check_output("supervisorctl pid all")
     run = run_playbook("restore.yml", "--check", "--limit", name, "-e", f"bklog_backup_dir={tmp_path}", timeout=300)
     assert run.returncode == 0, run.stdout[-5000:]
-    assert "is intact and holds this host's part; would stop every bklog program, restore the sqlite database" \
+    assert f"is intact and holds the part of {name}; would stop every bklog program, restore the sqlite database" \
         in " ".join(run.stdout.split())
     assert _host(name).check_output("supervisorctl pid all") == pids
     dump = backup / name / "dumpdata.json"
