@@ -10,6 +10,7 @@ import base64
 import hashlib
 import io
 import json
+import re
 import shlex
 import tarfile
 import time
@@ -20,6 +21,11 @@ import testinfra
 from playbooks import COUNT_LINES, inventory_hosts, run_playbook, wait_until
 
 LINES = 300
+def _plain(output: str) -> str:
+    """The playbook's output without its colours, each wrapped message on one line."""
+    return " ".join(re.sub(r"\x1b\[[0-9;]*m", "", output).split())
+
+
 def _host(name):
     return testinfra.get_host(f"podman://{name}")
 
@@ -121,7 +127,7 @@ def test_a_damaged_backup_is_refused_before_anything_stops(tmp_path):
     name = inventory_hosts("bklog")[0]
     run = run_playbook("backup.yml", "--check", "-e", f"bklog_backup_dir={tmp_path}", "--limit", name, timeout=300)
     assert run.returncode == 0, run.stdout[-5000:]
-    assert f"check mode: would back up {name} to {tmp_path}/<UTC time>/" in " ".join(run.stdout.split())
+    assert f"check mode: would back up {name} to {tmp_path}/<UTC time>/" in _plain(run.stdout)
     assert not any(tmp_path.iterdir())
     run = run_playbook("backup.yml", "-e", f"bklog_backup_dir={tmp_path}", "--limit", name, timeout=900)
     assert run.returncode == 0, run.stdout[-5000:]
@@ -130,7 +136,7 @@ def test_a_damaged_backup_is_refused_before_anything_stops(tmp_path):
     run = run_playbook("restore.yml", "--check", "--limit", name, "-e", f"bklog_backup_dir={tmp_path}", timeout=300)
     assert run.returncode == 0, run.stdout[-5000:]
     assert f"is intact and holds the part of {name}; would stop every bklog program, restore the sqlite database" \
-        in " ".join(run.stdout.split())
+        in _plain(run.stdout)
     assert _host(name).check_output("supervisorctl pid all") == pids
     dump = backup / name / "dumpdata.json"
     dump.write_text(dump.read_text().replace("backup", "BACKUP", 1) + " ")
