@@ -20,18 +20,13 @@ from django.db import connection, transaction
 from opensearchpy.exceptions import NotFoundError
 
 from bklog.logs.models import IndexSet, LineIdBlock
-from bklog.logs.opensearch_store import BLOCK, OpenSearchStore
+from bklog.logs.opensearch_store import BLOCK, IGNORE_MISSING, OpenSearchStore
 
-IGNORE_MISSING = {"ignore_unavailable": "true", "allow_no_indices": "true"}
 POLL_SECONDS = 2
 
 
 class SnapshotError(RuntimeError):
     """What the operator must know: the repository is missing, a snapshot failed or is not there."""
-
-
-def _pattern(store: OpenSearchStore) -> str:
-    return f"{store.prefix}-*"
 
 
 def check_repository(store: OpenSearchStore, repository: str) -> dict:
@@ -46,7 +41,7 @@ def check_repository(store: OpenSearchStore, repository: str) -> dict:
 
 def line_counts(store: OpenSearchStore) -> dict[str, int]:
     """Documents per index set, after a refresh (what a search sees)."""
-    store.client.indices.refresh(index=_pattern(store), params=IGNORE_MISSING)
+    store.client.indices.refresh(index=store.all_lines(), params=IGNORE_MISSING)
     return {index_set.name: store.count(index_set) for index_set in IndexSet.objects.order_by("name")}
 
 
@@ -72,7 +67,7 @@ def take(store: OpenSearchStore, repository: str, name: str, timeout: float = 6 
     before = line_counts(store)
     # Without waiting in one request (a client timeout is shorter than a big snapshot): polled.
     store.client.snapshot.create(repository=repository, snapshot=name,
-                                 body={"indices": _pattern(store), "include_global_state": False,
+                                 body={"indices": store.all_lines(), "include_global_state": False,
                                        "ignore_unavailable": True})
     info = _wait_for_snapshot(store, repository, name, timeout)
     if info["state"] != "SUCCESS":
@@ -105,13 +100,13 @@ def restore(store: OpenSearchStore, repository: str, name: str, keep_current_as:
     if wanted["state"] != "SUCCESS":
         raise SnapshotError(f"snapshot {name} is {wanted['state']}, not a complete snapshot")
     kept = take(store, repository, keep_current_as, timeout)
-    current = [row["index"] for row in store.client.cat.indices(index=_pattern(store), format="json",
+    current = [row["index"] for row in store.client.cat.indices(index=store.all_lines(), format="json",
                                                                  params={"h": "index", **IGNORE_MISSING})]
     for index in current:  # by name: a wildcard delete is refused where action.destructive_requires_name is set
         store.client.indices.delete(index=index, params={"ignore_unavailable": "true"})
     if wanted["indices"]:
         store.client.snapshot.restore(repository=repository, snapshot=name,
-                                      body={"indices": _pattern(store), "include_global_state": False})
+                                      body={"indices": store.all_lines(), "include_global_state": False})
         _wait_until_allocated(store, timeout, keep_current_as)
     advance_line_ids(max_line_id(store))
     return {"repository": repository, "snapshot": name, "replaced_kept_as": kept["snapshot"],
@@ -123,7 +118,7 @@ def _wait_until_allocated(store: OpenSearchStore, timeout: float, kept: str) -> 
     requests of 30 s (the server's wait): the client's timeout is shorter than a big restore."""
     deadline = time.monotonic() + timeout
     while True:
-        health = store.client.cluster.health(index=_pattern(store), wait_for_status="yellow",
+        health = store.client.cluster.health(index=store.all_lines(), wait_for_status="yellow",
                                              request_timeout=45)  # the server waits 30 s at most
         if not health.get("timed_out") and health["status"] != "red":
             return
@@ -134,8 +129,8 @@ def _wait_until_allocated(store: OpenSearchStore, timeout: float, kept: str) -> 
 
 
 def max_line_id(store: OpenSearchStore) -> int:
-    store.client.indices.refresh(index=_pattern(store), params=IGNORE_MISSING)
-    result = store.client.search(index=_pattern(store), params=IGNORE_MISSING,
+    store.client.indices.refresh(index=store.all_lines(), params=IGNORE_MISSING)
+    result = store.client.search(index=store.all_lines(), params=IGNORE_MISSING,
                                  body={"size": 0, "track_total_hits": False, "aggs": {"top": {"max": {"field": "line_id"}}}})
     value = result.get("aggregations", {}).get("top", {}).get("value")
     return int(value) if value is not None else -1

@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 PAGE = 1000
 BLOCK = 16384  # line ids per reserved block: BKLOG_INGEST_MAX_LINES is at most this
 DAY_FORMAT = "%Y.%m.%d"
+# Request parameters of reads and refreshes over index patterns that may match no index yet.
+IGNORE_MISSING = {"ignore_unavailable": "true", "allow_no_indices": "true"}
 
 
 class IndexingError(RuntimeError):
@@ -133,13 +135,17 @@ class OpenSearchStore:
         oldest = now - timedelta(days=index_set.retention_days + 1)
         return self.index_name(index_set.name, max(ts, oldest))
 
+    def all_lines(self) -> str:
+        """Every daily index of every index set."""
+        return f"{self.prefix}-*"
+
     def pattern(self, index_set: str) -> str:
         # Index set names have no '.', so "app.*" never matches index set "app-2"'s indices.
         return f"{self.prefix}-{index_set}.*"
 
     def template(self) -> dict:
         return {
-            "index_patterns": [f"{self.prefix}-*"],
+            "index_patterns": [self.all_lines()],
             "priority": 100,
             "template": {
                 "settings": {
@@ -172,8 +178,8 @@ class OpenSearchStore:
         if not self._template_ok:
             self.client.indices.put_index_template(name=f"{self.prefix}-lines", body=self.template())
             # Daily indices made from an older template (strict mappings) learn the fields added since.
-            self.client.indices.put_mapping(index=f"{self.prefix}-*", body={"properties": {"doc_id": {"type": "keyword"}}},
-                                            params={"ignore_unavailable": "true", "allow_no_indices": "true"})
+            self.client.indices.put_mapping(index=self.all_lines(), body={"properties": {"doc_id": {"type": "keyword"}}},
+                                            params=IGNORE_MISSING)
             self._template_ok = True
 
     # --- writing ---------------------------------------------------------------------------
@@ -262,7 +268,7 @@ class OpenSearchStore:
 
     def _search(self, index_set: str, body: dict) -> dict:
         return self._read(lambda: self.client.search(index=self.pattern(index_set), body=body,
-                                                     params={"ignore_unavailable": "true", "allow_no_indices": "true"}),
+                                                     params=IGNORE_MISSING),
                           {"hits": {"total": {"value": 0, "relation": "eq"}, "hits": []}})
 
     @staticmethod
@@ -273,7 +279,7 @@ class OpenSearchStore:
 
     def count(self, index_set) -> int:
         return self._read(lambda: self.client.count(index=self.pattern(index_set.name),
-                                                    params={"ignore_unavailable": "true", "allow_no_indices": "true"}),
+                                                    params=IGNORE_MISSING),
                           {"count": 0})["count"]
 
     def search(self, index_set, request, size, cursor=None) -> dict:
@@ -328,19 +334,19 @@ class OpenSearchStore:
         """Delete the documents a query matches: pages of ids, deleted in bulk (what
         _delete_by_query does inside; that API is in the reindex module, which the minimal
         distribution lacks)."""
-        self.client.indices.refresh(index=index, params={"ignore_unavailable": "true", "allow_no_indices": "true"})
+        self.client.indices.refresh(index=index, params=IGNORE_MISSING)
         body = {"query": query, "_source": False, "sort": [{"line_id": "asc"}], "size": 5000, "track_total_hits": False}
         deleted, position = 0, None
         while True:
             page = self.client.search(index=index, body=dict(body, search_after=position) if position else body,
-                                      params={"ignore_unavailable": "true", "allow_no_indices": "true"})["hits"]["hits"]
+                                      params=IGNORE_MISSING)["hits"]["hits"]
             if not page:
                 break
             actions = [{"_op_type": "delete", "_index": hit["_index"], "_id": hit["_id"]} for hit in page]
             done, _ = helpers.bulk(self.client, actions, raise_on_error=False, max_retries=3, initial_backoff=1)
             deleted += done
             position = page[-1]["sort"]
-        self.client.indices.refresh(index=index, params={"ignore_unavailable": "true", "allow_no_indices": "true"})
+        self.client.indices.refresh(index=index, params=IGNORE_MISSING)
         return deleted
 
     def _indices(self, index_set: str) -> dict[str, int]:
@@ -353,7 +359,7 @@ class OpenSearchStore:
 
     def delete_older_than(self, index_set, cutoff) -> int:
         """Whole days before the cut-off's day: their indices deleted; that day: by query."""
-        self.client.indices.refresh(index=self.pattern(index_set.name), params={"ignore_unavailable": "true", "allow_no_indices": "true"})
+        self.client.indices.refresh(index=self.pattern(index_set.name), params=IGNORE_MISSING)
         day_of = re.compile(re.escape(f"{self.prefix}-{index_set.name}.") + r"(\d{4,})\.(\d\d)\.(\d\d)$")
         deleted = 0
         for name, docs in sorted(self._indices(index_set.name).items()):
@@ -372,7 +378,7 @@ class OpenSearchStore:
 
     def after_bulk_load(self) -> None:
         """Searchable now, not at the next refresh interval."""
-        self.client.indices.refresh(index=f"{self.prefix}-*", params={"ignore_unavailable": "true", "allow_no_indices": "true"})
+        self.client.indices.refresh(index=self.all_lines(), params=IGNORE_MISSING)
 
     def check(self) -> str:
         health = self.client.cluster.health(request_timeout=5)
