@@ -1,5 +1,5 @@
-"""Celery's Redis transports (kombu's), with one change: an acknowledgement that cannot reach Redis
-still frees the worker's slot.
+"""Celery's Redis transports (kombu's), with two changes: an acknowledgement that cannot reach Redis
+still frees the worker's slot, and every connection retries once, at once (_BoundedRetry).
 
 Why: when the Redis master dies while a worker runs its tasks (acks_late), kombu's ack of each
 fails; kombu then keeps the message counted as delivered, so with every slot of the prefetch
@@ -25,11 +25,22 @@ class QoS(kombu_redis.QoS):
             virtual.QoS.ack(self, delivery_tag)
 
 
-class Channel(kombu_redis.Channel):
+class _BoundedRetry:
+    """kombu builds each Redis connection from a fixed list of options, without redis-py's retry:
+    add ours (connections.redis_retry), so a publish to a broker that is away fails in
+    milliseconds (the ingest answers 503) instead of after redis-py's backoff."""
+
+    def _connparams(self, asynchronous=False):
+        from bklog.connections import redis_retry
+
+        return {**super()._connparams(asynchronous), "retry": redis_retry()}
+
+
+class Channel(_BoundedRetry, kombu_redis.Channel):
     QoS = QoS
 
 
-class SentinelChannel(kombu_redis.SentinelChannel):
+class SentinelChannel(_BoundedRetry, kombu_redis.SentinelChannel):
     QoS = QoS
 
 

@@ -36,6 +36,20 @@ REDIS_SOCKET_TIMEOUT = 10
 REDIS_KEEPALIVE_OPTIONS = {socket.TCP_KEEPIDLE: 5, socket.TCP_KEEPINTVL: 2, socket.TCP_KEEPCNT: 3,
                            socket.TCP_USER_TIMEOUT: 15000}
 
+
+
+def redis_retry():
+    """What every Redis connection does on a connection error: try once more at once (a pooled
+    connection the server closed), no more. redis-py 8's default, three more tries with backoff,
+    made each request wait 12 s when no sentinel answered, and with every gunicorn worker so
+    waiting the API host stopped answering anything, /readyz and /metrics included (molecule/ha's
+    broker-unreachable drill). Sentinel discovery is itself the retry: it asks each sentinel."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return Retry(NoBackoff(), 1)
+
+
 _MULTI_HOST = re.compile(r"^(?P<scheme>[a-z0-9+]+)://(?P<auth>[^@/?#]*@)?(?P<hosts>[^/?#]*,[^/?#]*)(?P<rest>.*)$")
 
 
@@ -159,7 +173,7 @@ def celery_transport_options(target: RedisTarget) -> dict:
         # The sentinels themselves ask for the password too (kombu passes the URL's password only
         # to the master).
         options["sentinel_kwargs"] = {"password": target.password, "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
-                                      "socket_timeout": REDIS_SOCKET_TIMEOUT, **target.ssl_kwargs()}
+                                      "socket_timeout": REDIS_SOCKET_TIMEOUT, "retry": redis_retry(), **target.ssl_kwargs()}
     return options
 
 
@@ -183,7 +197,8 @@ def redis_client(target: RedisTarget):
         client = _clients.get(target)
         if client is None:
             timeouts = {"socket_connect_timeout": REDIS_CONNECT_TIMEOUT, "socket_timeout": REDIS_SOCKET_TIMEOUT,
-                        "socket_keepalive": True, "socket_keepalive_options": REDIS_KEEPALIVE_OPTIONS}
+                        "socket_keepalive": True, "socket_keepalive_options": REDIS_KEEPALIVE_OPTIONS,
+                        "retry": redis_retry()}
             if target.is_sentinel:
                 tls = target.ssl_kwargs()
                 sentinel = Sentinel(list(target.sentinels), sentinel_kwargs={"password": target.password, **timeouts, **tls},

@@ -101,3 +101,22 @@ def deregister(service_id: str | None, config: Config | None = None) -> bool:
         return False
     log.info("deregistered %s from Consul", service_id)
     return True
+
+
+def registered_here(config: Config | None = None) -> bool | None:
+    """Whether the local agent has this host's API registered and out of maintenance (the gauge
+    behind BklogNotInConsul); None when Consul is off. An agent that does not answer counts as not
+    registered: nothing finds the instance through it."""
+    config = config or Config()
+    if not config["BKLOG_CONSUL_ENABLED"]:
+        return None
+    name = config["BKLOG_CONSUL_SERVICE_NAME"]
+    try:
+        agent = _agent(config).agent
+        ids = {sid for sid, service in agent.services().items() if service.get("Service") == name}
+        checks = agent.checks()
+    except Exception as exc:
+        log.warning("Consul agent at %s unavailable: %s: %s", config["CONSUL_HTTP_ADDR"], exc.__class__.__name__, exc)
+        return False
+    in_maintenance = "_node_maintenance" in checks or any(f"_service_maintenance:{sid}" in checks for sid in ids)
+    return bool(ids) and not in_maintenance

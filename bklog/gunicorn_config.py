@@ -94,6 +94,7 @@ def when_ready(server):
     _share_socket_with_proxy()
     consul_log = logging.getLogger("bklog.consul")
     consul_log.handlers, consul_log.propagate = _log.handlers, False  # once, in gunicorn's error log
+    consul_log.setLevel(logging.INFO)  # "registered ..." too: the runbook's first look (not-registered-in-consul)
     _service_id = consul_registration.register(server.cfg.bind[0], _config)
 
 

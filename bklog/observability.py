@@ -106,16 +106,26 @@ READINESS_CHECKS = {
 }
 
 
-@allow("GET", "HEAD")
-def readyz(request):
-    """Readiness: database, schema, log index and broker reachable; 503 naming what failed."""
+def readiness() -> tuple[dict[str, str], list[str]]:
+    """Each readiness check's result, and the names of those that failed."""
     results, failed = {}, []
     for name, check in READINESS_CHECKS.items():
+        if name == "migrations" and "database" in failed:
+            # Asking an unreachable database again would only wait for its timeout again.
+            results[name], failed = "failed: the database is unreachable", [*failed, name]
+            continue
         try:
             results[name] = check()
         except Exception as exc:
             results[name] = f"failed: {exc.__class__.__name__}: {exc}"
             failed.append(name)
+    return results, failed
+
+
+@allow("GET", "HEAD")
+def readyz(request):
+    """Readiness: database, schema, log index and broker reachable; 503 naming what failed."""
+    results, failed = readiness()
     if failed:
         log.warning("not ready: %s", results)
         return JsonResponse({"status": "unavailable", "failed": failed, "checks": results, "version": bklog.__version__},
@@ -124,14 +134,29 @@ def readyz(request):
 
 
 class StateCollector:
-    """Gauges read at scrape time: Celery queue depth per queue, database connections, beat's
-    periodic runs."""
+    """Gauges read at scrape time: each readiness check, the Consul registration, Celery queue
+    depth per queue, database connections, beat's periodic runs. What needs a dependency that
+    failed its check is left out rather than waited for (a scrape must answer within its timeout)."""
 
     def collect(self):
         from bklog.celery_app import all_queues
+        from bklog.consul_registration import registered_here
+
+        _, failed = readiness()
+        up = GaugeMetricFamily("bklog_dependency_up", "1 when the readiness check of the dependency passes (/readyz)",
+                               labels=["dependency"])
+        for name in READINESS_CHECKS:
+            up.add_metric([name], 0.0 if name in failed else 1.0)
+        yield up
+
+        registered = registered_here()
+        if registered is not None:
+            yield GaugeMetricFamily("bklog_consul_registered",
+                                    "1 when the local Consul agent has this host's API registered, out of maintenance",
+                                    value=float(registered))
 
         depth = GaugeMetricFamily("bklog_celery_queue_length", "Messages waiting per Celery queue", labels=["queue"])
-        if settings.BKLOG_PIPELINE_ASYNC:
+        if settings.BKLOG_PIPELINE_ASYNC and "broker" not in failed:
             try:
                 from bklog.connections import redis_client
 
@@ -145,6 +170,8 @@ class StateCollector:
         in_use = GaugeMetricFamily("bklog_db_connections_in_use", "Connections open to the database (all clients)")
         limit = GaugeMetricFamily("bklog_db_connections_max", "The database's connection limit")
         try:
+            if "database" in failed:
+                raise RuntimeError("the database failed its readiness check")
             with connection.cursor() as cursor:
                 if connection.vendor == "postgresql":
                     cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
@@ -158,7 +185,8 @@ class StateCollector:
         yield in_use
         yield limit
 
-        yield from periodic_runs()
+        if "database" not in failed:
+            yield from periodic_runs()
 
         info = GaugeMetricFamily("bklog_build_info", "Running version", labels=["version", "env"])
         info.add_metric([bklog.__version__, settings.BKLOG_ENV], 1.0)

@@ -21,6 +21,8 @@ def test_every_guide_alert_has_a_rule_and_a_runbook():
     # The high-availability tier's (issue 15): failovers, a lagging or missing replica, no quorum, no beat.
     assert {"BklogPostgresFailover", "BklogPostgresNoPrimary", "BklogPostgresMemberDown", "BklogPostgresReplicationLag",
             "BklogRedisFailover", "BklogRedisSentinelNoQuorum", "BklogRedisReplicaMissing", "BklogBeatNotRunning"} <= names
+    # A drill's each (issue 20): a dependency away from an API host, the API missing from Consul.
+    assert {"BklogDatabaseUnreachable", "BklogBrokerUnreachable", "BklogIndexUnavailable", "BklogNotInConsul"} <= names
     runbooks = (ROOT / "docs" / "runbooks.md").read_text()
     for rule in rules:
         anchor = rule["annotations"]["runbook"].split("#", 1)[1]

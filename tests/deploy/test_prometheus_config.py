@@ -105,3 +105,30 @@ def test_several_monitoring_hosts_make_one_alertmanager_cluster(tmp_path):
             ' --cluster.peer=10.0.0.2:9094 --cluster.peer=mon3:9094"') in args
     assert prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
         "localhost:9093", "10.0.0.2:9093", "mon3:9093", "am.example.net:9093"]
+
+
+def test_the_fleets_own_servers_are_scraped_through_exporters_on_the_monitoring_host(tmp_path):
+    """monitoring_external_redis / _postgres: the passwords only in the exporters' files (never in
+    Prometheus's configuration, whose targets page shows its parameters), each server's address
+    its metrics' instance."""
+    groups = {"bklog": {"children": {"bklog_api": {"hosts": {"api1": None}}}}, "bklog_monitoring": {"hosts": {"localhost": None}}}
+    external = {"monitoring_external_redis": [{"address": "rediss://cache.example.net:6380", "password": "s3cret"},
+                                              {"address": "redis://10.0.0.9:6379"}],
+                "monitoring_external_postgres": ["postgresql://watch:pg-s3cret@db1.example.net:5432/postgres?sslmode=require",
+                                                 "postgresql://watch:pg-s3cret@db2.example.net:5432/postgres"]}
+    templates = ["prometheus/prometheus.yml", "prometheus/bklog-external-redis.json", "default/bklog-external-postgres-exporter"]
+    run_local_play(tmp_path, TASKS.format(root=ROOT, out=tmp_path, templates=templates), groups, extra_vars=external)
+    config = (tmp_path / "prometheus.yml").read_text()
+    assert "s3cret" not in config
+    jobs = {job["job_name"]: job for job in yaml.safe_load(config)["scrape_configs"]}
+    redis = jobs["redis_external"]
+    assert redis["metrics_path"] == "/scrape"
+    assert redis["static_configs"][0]["targets"] == ["rediss://cache.example.net:6380", "redis://10.0.0.9:6379"]
+    assert redis["relabel_configs"][-1] == {"target_label": "__address__", "replacement": "localhost:9122"}
+    assert jobs["postgres_external"]["static_configs"][0]["targets"] == ["localhost:9188"]
+    assert jobs["postgres_external"]["metric_relabel_configs"][0]["target_label"] == "instance"
+    assert yaml.safe_load((tmp_path / "bklog-external-redis.json").read_text()) == {
+        "rediss://cache.example.net:6380": "s3cret", "redis://10.0.0.9:6379": ""}
+    env = (tmp_path / "bklog-external-postgres-exporter").read_text()
+    assert ("DATA_SOURCE_NAME='postgresql://watch:pg-s3cret@db1.example.net:5432/postgres?sslmode=require,"
+            "postgresql://watch:pg-s3cret@db2.example.net:5432/postgres'") in env

@@ -94,6 +94,10 @@ CONSUL = {"bklog_consul_enabled": True, "consul_retry_join": ["infra1"]}
     ("site.yml", {}, {**INFRA, "postgresql_password": ""}, "postgresql_password must be set"),
     ("site.yml", {}, {**INFRA, "monitoring_scrape_interval": "5 seconds"},
      "monitoring_scrape_interval is '5 seconds': a duration like 15s"),
+    ("site.yml", {}, {**INFRA, "monitoring_external_redis": [{"address": "cache.example.net:6379", "password": "pw"}]},
+     "monitoring_external_redis must list {address: redis://host:port or rediss://host:port, password: ...}"),
+    ("site.yml", {}, {**INFRA, "monitoring_external_postgres": ["host=db1 user=watch password=hidden"]},
+     "monitoring_external_postgres libpq URLs postgresql://user:password@host:port/db (no comma; 1 entries, not shown"),
     ("site.yml", {}, {**INFRA, "monitoring_alertmanager_severity_receivers": {"critical": "pager"}},
      "every receiver of monitoring_alertmanager_severity_receivers ({'critical': 'pager'}) must be one of them"),
     ("rolling_upgrade.yml", {}, None, "bklog_rollout_smoke_token must be set (20+ characters"),
@@ -116,6 +120,7 @@ def test_bad_fleet_inventory_fails_before_any_host_is_touched(tmp_path, playbook
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert message in " ".join(output.split()), output[-3000:]
+    assert "password=hidden" not in output  # a refused DSN is not printed: it may hold a password
     assert "UNREACHABLE" not in output and "Gathering Facts" not in output
 
 

@@ -106,3 +106,33 @@ def test_a_failed_ack_frees_the_workers_slot():
     with pytest.raises(ConnectionError):
         qos.ack("tag-1")
     assert qos.can_consume()
+
+
+def test_every_redis_connection_retries_once_and_at_once():
+    """redis-py 8 retries a failed connection three more times with backoff: 12 s per request when no
+    sentinel answered, which stalled every gunicorn worker of an API host (molecule/ha's
+    broker-unreachable drill shows the host answering in that outage)."""
+    from kombu import Connection
+    from redis.backoff import NoBackoff
+
+    import bklog.celery_app  # noqa: F401 (registers the transports)
+
+    def bounded(retry) -> bool:
+        return retry.get_retries() == 1 and isinstance(retry._backoff, NoBackoff)
+
+    url = "sentinel://:pw@127.0.0.1:1;sentinel://:pw@127.0.0.1:2"
+    target = connections.redis_target(url, "bklog")
+    sentinel_client = connections.redis_client(target)  # nothing is asked until a command
+    assert bounded(sentinel_client.connection_pool.connection_kwargs["retry"])
+    assert all(bounded(s.connection_pool.connection_kwargs["retry"])
+               for s in sentinel_client.connection_pool.sentinel_manager.sentinels)
+    plain = connections.redis_client(connections.redis_target("redis://127.0.0.1:1/0", ""))
+    assert bounded(plain.connection_pool.connection_kwargs["retry"])
+    # Celery's publishes and consumers: kombu's channels, sentinel and plain.
+    options = connections.celery_transport_options(target)
+    assert bounded(options["sentinel_kwargs"]["retry"])
+    for broker_url in ("redis://127.0.0.1:1/0", "sentinel://127.0.0.1:1"):
+        transport = Connection(broker_url).transport
+        channel = object.__new__(transport.Channel)  # its parameters only: no connection is opened
+        channel.connection = transport
+        assert bounded(channel._connparams()["retry"]), broker_url

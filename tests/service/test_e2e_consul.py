@@ -63,6 +63,8 @@ def test_consul_hooks_register_and_deregister(stack_factory):
         # Readiness: a second check that never deregisters (a dependency outage must not reap it).
         ready = {k.lower(): v for k, v in payload["checks"][1].items()}
         assert ready["http"] == f"http://127.0.0.1:{stack.port}/readyz" and "deregistercriticalserviceafter" not in ready
+        # Said once in its log, where the runbook (not-registered-in-consul) looks first.
+        stack.wait_for(lambda: f"registered {payload['id']} with Consul" in stack.log("gunicorn"), "the registration logged")
         assert stack.stop("gunicorn") == 0
         assert agent.requests[-1][1] == f"/v1/agent/service/deregister/{payload['id']}"
     finally:

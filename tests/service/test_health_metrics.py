@@ -94,3 +94,44 @@ def test_metrics_say_when_beat_last_sent_each_periodic_task(client):
     assert samples['bklog_periodic_task_last_run_timestamp_seconds{task="requeue-pending-batches"}'] == ran_at.timestamp()
     assert 'bklog_periodic_task_period_seconds{task="requeue-pending-batches"} 120.0' in text
     assert 'bklog_periodic_task_period_seconds{task="apply-retention"} 3600.0' in text
+
+
+def _samples(text: str, name: str) -> dict[str, float]:
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line.startswith(name + "{") or line.startswith(name + " ")}
+
+
+@pytest.mark.django_db
+def test_metrics_say_whether_each_dependency_is_up(client, monkeypatch):
+    """What BklogDatabaseUnreachable, BklogBrokerUnreachable and BklogIndexUnavailable read: each
+    readiness check as a gauge. Consul off: no registration gauge at all."""
+    monkeypatch.delenv("BKLOG_CONSUL_ENABLED", raising=False)
+    text = client.get("/metrics").content.decode()
+    assert _samples(text, "bklog_dependency_up") == {
+        f'bklog_dependency_up{{dependency="{name}"}}': 1.0 for name in ("database", "migrations", "index", "broker")}
+    assert "bklog_consul_registered" not in text
+
+
+@pytest.mark.django_db
+@pytest.mark.one_backend
+def test_metrics_with_the_broker_unreachable_answer_without_its_figures(client, settings):
+    from bklog import connections
+
+    settings.BKLOG_PIPELINE_ASYNC = True
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    settings.REDIS_TARGET = connections.redis_target(settings.REDIS_URL, "bklog")
+    text = client.get("/metrics").content.decode()
+    assert _samples(text, "bklog_dependency_up")['bklog_dependency_up{dependency="broker"}'] == 0.0
+    assert _samples(text, "bklog_dependency_up")['bklog_dependency_up{dependency="database"}'] == 1.0
+    assert _samples(text, "bklog_celery_queue_length") == {}  # not asked of a broker known to be away
+
+
+@pytest.mark.django_db
+@pytest.mark.one_backend
+def test_metrics_count_an_unreachable_consul_agent_as_not_registered(client, monkeypatch):
+    """Consul on and its agent not answering: nothing can find this API through it (BklogNotInConsul).
+    The registered and in-maintenance cases run against real agents in molecule/ha's drills."""
+    monkeypatch.setenv("BKLOG_CONSUL_ENABLED", "true")
+    monkeypatch.setenv("CONSUL_HTTP_ADDR", "127.0.0.1:1")
+    text = client.get("/metrics").content.decode()
+    assert _samples(text, "bklog_consul_registered") == {"bklog_consul_registered": 0.0}

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,44 @@ def host(name: str):
 def consul(path: str):
     """The catalog as the first Consul server sees it."""
     return json.loads(host(group("bklog_consul_servers")[0]).check_output("curl -sS http://127.0.0.1:8500%s", path))
+
+
+def alive(name: str) -> bool:
+    out = subprocess.run(["podman", "inspect", "-f", "{{.State.Running}}", name], capture_output=True, text=True)
+    return out.stdout.strip() == "true"
+
+
+def patroni_roles() -> dict[str, str]:
+    """Each live data host's role as its own Patroni says (GET /primary, /replica: 200 or not)."""
+    roles = {}
+    for name in group("bklog_postgresql"):
+        if not alive(name):
+            roles[name] = "down"
+            continue
+        h = host(name)
+        code = lambda path: h.run(f"curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1:8008{path}").stdout  # noqa: E731
+        roles[name] = "primary" if code("/primary") == "200" else "replica" if code("/replica") == "200" else "other"
+    return roles
+
+
+# The monitoring host's Prometheus (roles/monitoring), as test_3_monitoring and the drills ask it.
+def prometheus(path: str, **params) -> dict:
+    query = f"?{urllib.parse.urlencode(params)}" if params else ""
+    answer = json.loads(host(group("bklog_monitoring")[0]).check_output(
+        "curl -sS %s", f"http://127.0.0.1:9090/api/v1/{path}{query}"))
+    assert answer["status"] == "success", answer
+    return answer["data"]
+
+
+def values(expr: str) -> dict[str, float]:
+    """{instance (and name, when the series has one): value} of an instant query."""
+    return {",".join(filter(None, (r["metric"].get("instance"), r["metric"].get("name")))): float(r["value"][1])
+            for r in prometheus("query", query=expr)["result"]}
+
+
+def firing(alert: str) -> list[dict]:
+    return [a["labels"] for a in prometheus("alerts")["alerts"]
+            if a["labels"]["alertname"] == alert and a["state"] == "firing"]
 
 
 def playbook(name: str, *extra: str, timeout: int = 1800) -> subprocess.CompletedProcess:

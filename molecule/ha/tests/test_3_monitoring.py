@@ -1,36 +1,18 @@
 """Monitoring (roles/monitoring): the Prometheus on the bklog_monitoring host scrapes Debian's
 exporters on every host, each Patroni member, each sentinel (through its host's redis_exporter) and
 the service's /metrics, and evaluates monitoring/bklog-alerts.yml; a stopped
-worker program fires BklogProgramNotRunning (the role's intervals, 15 s, and the rule's
+worker program fires BklogProgramNotRunning (the scenario's 5 s intervals, and the rule's
 production `for: 1m`), which Alertmanager routes to a webhook by its severity, and its resolution."""
 
 from __future__ import annotations
 
 import json
-import urllib.parse
 
 import pytest
 
-from conftest import group, host, wait_until
+from conftest import firing, group, host, prometheus, values, wait_until
 
-
-def prometheus(path: str, **params) -> dict:
-    query = f"?{urllib.parse.urlencode(params)}" if params else ""
-    answer = json.loads(host(group("bklog_monitoring")[0]).check_output(
-        "curl -sS %s", f"http://127.0.0.1:9090/api/v1/{path}{query}"))
-    assert answer["status"] == "success", answer
-    return answer["data"]
-
-
-def values(expr: str) -> dict[str, float]:
-    """{instance (and name, when the series has one): value} of an instant query."""
-    return {",".join(filter(None, (r["metric"].get("instance"), r["metric"].get("name")))): float(r["value"][1])
-            for r in prometheus("query", query=expr)["result"]}
-
-
-def firing(alert: str) -> list[dict]:
-    return [a["labels"] for a in prometheus("alerts")["alerts"]
-            if a["labels"]["alertname"] == alert and a["state"] == "firing"]
+DATA1 = "bklog-ha-data1"  # group_vars: monitoring_external_redis, monitoring_external_postgres
 
 
 def supervisor_report() -> str:
@@ -42,7 +24,9 @@ def supervisor_report() -> str:
 def test_every_exporter_and_api_host_is_scraped():
     expected = ({f"{h}:9100" for h in group("all")} | {f"{h}:80" for h in group("bklog_api")}
                 | {f"{h}:9121" for h in group("bklog_redis")} | {f"{h}:9187" for h in group("bklog_postgresql")}
-                | {f"{h}:8008" for h in group("bklog_postgresql")} | {"localhost:9090"})
+                | {f"{h}:8008" for h in group("bklog_postgresql")} | {"localhost:9090"}
+                # The fleet's own servers' exporters on the monitoring host (group_vars: data1's).
+                | {f"rediss://{DATA1}:6379", "localhost:9188"})
 
     def up():
         targets = prometheus("targets")["activeTargets"]
@@ -55,11 +39,11 @@ def test_every_exporter_and_api_host_is_scraped():
 
 def test_the_alerts_have_their_metrics():
     # Each exporter reaches what it watches (not just answers).
-    wait_until(lambda: values("redis_up") == {f"{h}:9121": 1.0 for h in group("bklog_redis")}, "redis_up")
-    wait_until(lambda: values("pg_up") == {f"{h}:9187": 1.0 for h in group("bklog_postgresql")}, "pg_up")
+    wait_until(lambda: values('redis_up{job="redis"}') == {f"{h}:9121": 1.0 for h in group("bklog_redis")}, "redis_up")
+    wait_until(lambda: values('pg_up{job="postgres"}') == {f"{h}:9187": 1.0 for h in group("bklog_postgresql")}, "pg_up")
     assert values("redis_memory_max_bytes > 0"), "Redis has no maxmemory: BklogRedisMemory would never fire"
     # Every bklog program of every host RUNNING, from the textfile writer. Earlier tests restart
-    # programs (test_1_fleet stops async_export): a state takes up to a write and a scrape (15 s
+    # programs (test_1_fleet stops async_export): a state takes up to a write and a scrape (5 s
     # each) to show, so wait that long; if one stays down, say what supervisord says.
     def all_running():
         programs = values("node_supervisord_up")
@@ -78,6 +62,17 @@ def test_the_alerts_have_their_metrics():
     rules = {r["name"] for g in prometheus("rules")["groups"] for r in g["rules"]}
     assert {"BklogProgramNotRunning", "BklogCeleryBacklog", "BklogDiskFull", "BklogRedisMemory"} <= rules
     assert [a for a in prometheus("alerts")["alerts"] if a["state"] == "firing"] == []
+
+
+def test_the_fleets_own_servers_are_watched_from_the_monitoring_host():
+    """monitoring_external_redis and _postgres (group_vars: data1's, as an operator's own servers):
+    their exporters on the monitoring host reach them, and their metrics carry the server as instance."""
+    wait_until(lambda: values('redis_up{job="redis_external"}') == {f"rediss://{DATA1}:6379": 1.0}, "the external redis_up")
+    # What BklogRedisMemory divides by, for this server too.
+    assert values('redis_memory_max_bytes{job="redis_external"}')[f"rediss://{DATA1}:6379"] > 0
+    backends = wait_until(lambda: values('pg_stat_database_numbackends{job="postgres_external", datname="bklog"}'),
+                          "the external PostgreSQL's statistics")
+    assert list(backends) == [f"{DATA1}:5432"], backends
 
 
 # A webhook receiver for the test (group_vars: Alertmanager's critical route posts to it): each
@@ -126,7 +121,7 @@ def test_a_stopped_worker_program_fires_its_alert_and_clears_when_started(webhoo
     program = "bklog-worker-pipeline"
     worker.check_output(f"supervisorctl stop {program}")
     try:
-        # for: 1m, plus up to a state write, a scrape and an evaluation (15 s each), twice over.
+        # for: 1m, plus up to a state write, a scrape and an evaluation (5 s each here), twice over.
         alerts = wait_until(lambda: firing("BklogProgramNotRunning"), "BklogProgramNotRunning firing",
                             timeout=240, every=5)
         assert [(a["instance"], a["name"]) for a in alerts] == [(f"{name}:9100", program)]

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from agent import INDEX_SET, SyslogTraffic, wait_all_shipped
-from conftest import FIGURES, LB as BASE, ROOT, SCENARIO, VIP, group, host, run_playbook, wait_until
+from conftest import FIGURES, LB as BASE, ROOT, SCENARIO, VIP, alive, group, host, patroni_roles, run_playbook, wait_until
 from load import Load
 
 APP = "bklog-ha-app"
@@ -42,24 +42,6 @@ def _record(key: str, value) -> None:
     figures = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}
     figures[key] = value
     FIGURES.write_text(json.dumps(figures, indent=2))
-
-
-def alive(name: str) -> bool:
-    out = subprocess.run(["podman", "inspect", "-f", "{{.State.Running}}", name], capture_output=True, text=True)
-    return out.stdout.strip() == "true"
-
-
-def patroni_roles() -> dict[str, str]:
-    """Each live data host's role as its own Patroni says (GET /primary, /replica: 200 or not)."""
-    roles = {}
-    for name in group("bklog_postgresql"):
-        if not alive(name):
-            roles[name] = "down"
-            continue
-        h = host(name)
-        code = lambda path: h.run(f"curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1:8008{path}").stdout  # noqa: E731
-        roles[name] = "primary" if code("/primary") == "200" else "replica" if code("/replica") == "200" else "other"
-    return roles
 
 
 def redis_master() -> str | None:
