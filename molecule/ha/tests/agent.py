@@ -4,6 +4,7 @@ ships into the index set through the balancer; what was sent is counted on each 
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import uuid
 
@@ -11,6 +12,18 @@ from conftest import group, host, wait_until
 from load import Load
 
 INDEX_SET = "syslog"
+ERROR_FILE = "/var/log/rsyslog-bklog-errors.json"  # log_agent_error_file
+# What rsyslog refused for good, short: how many entries, then the last few's times and answers.
+SUMMARIZE_REFUSED = """
+import json, re, sys
+entries = open(sys.argv[1]).read().splitlines()
+print(f"{len(entries)} refused-for-good entries")
+for line in entries[-5:]:
+    times = re.findall(r"T(\\d\\d:\\d\\d:\\d\\d)", line)
+    entry = json.loads(line)
+    answer = entry.get("reply", entry.get("answer"))
+    print(f"  lines of {times[0] if times else '?'}..{times[-1] if times else '?'}: {json.dumps(answer)[:200]}")
+"""
 
 
 class SyslogTraffic:
@@ -64,18 +77,32 @@ def wait_all_shipped(client: Load, traffic: SyslogTraffic, timeout: float = 240)
         wait_until(lambda: counts() == traffic.sent, f"every syslog line of {traffic.run_id} searchable", timeout=timeout, every=5)
     except AssertionError as error:
         found = counts()
+        wrong = [name for name in traffic.sent if found[name] != traffic.sent[name]]
+        details = [why_short(client, traffic, name) for name in wrong]
+        # The one-line verdicts last: CI keeps the end of a failure's output.
         raise AssertionError(f"{error}: sent {traffic.sent}, searchable {found}\n"
-                             + "\n".join(why_short(client, traffic, name) for name in traffic.sent
-                                         if found[name] != traffic.sent[name])) from None
+                             + "\n".join(text for text, _ in details) + "\n"
+                             + "\n".join(verdict for _, verdict in details)) from None
 
 
-def why_short(client: Load, traffic: SyslogTraffic, name: str) -> str:
-    """What tells lost from late (seen once in CI, 2026-12-05: 3 of 333 lines of a balancer not
-    searchable 240 s after the data hosts' kills): the line numbers missing, what rsyslog refused
-    for good (log_agent_error_file), and what it still holds in its disk queue (log_agent_spool_dir)."""
+def why_short(client: Load, traffic: SyslogTraffic, name: str) -> tuple[str, str]:
+    """What tells lost from late from doubled (seen in CI: 3 of 333 lines of a balancer not
+    searchable 240 s after the data hosts' kills, 2026-12-05; a balancer's count off with no line
+    missing, 2026-12-06): the line numbers missing and doubled, what rsyslog refused for good
+    (log_agent_error_file: BK LOG's answers, not the documents) and what it still holds in its
+    disk queue (log_agent_spool_dir). Returns the details and a one-line verdict."""
     status, body = client.request("GET", f"/api/v1/index_sets/{INDEX_SET}/search?q={traffic.tag(name)}"
                                          "&field.program=agent-check&size=1000")
-    numbers = {int(hit["message"].rsplit(" ", 1)[-1]) for hit in json.loads(body)["hits"]} if status == 200 else set()
-    missing = sorted(set(range(1, traffic.sent[name] + 1)) - numbers)
-    on_host = host(name).run("tail -n 5 /var/log/rsyslog-bklog-errors.json; ls -la /var/spool/rsyslog").stdout
-    return f"{name}: lines missing {missing[:50]}; refused for good and queued:\n{on_host}"
+    hits = json.loads(body)["hits"] if status == 200 else []
+    numbers = [int(hit["message"].rsplit(" ", 1)[-1]) for hit in hits]
+    missing = sorted(set(range(1, traffic.sent[name] + 1)) - set(numbers))
+    doubled = sorted({n for n in numbers if numbers.count(n) > 1})
+    refused = host(name).run(f"python3 -c {shlex.quote(SUMMARIZE_REFUSED)} {ERROR_FILE}").stdout
+    queued = host(name).run("ls -la --time-style=+%T /var/spool/rsyslog | grep -v imfile-state").stdout
+    # A missing line absent from the host's syslog file too never got past rsyslog's input.
+    in_syslog = [n for n in missing[:10] if host(name).run(
+        f"grep -q '{traffic.tag(name)} from {name} line {n}$' /var/log/syslog").rc == 0]
+    verdict = (f"{name}: search {status}, {len(numbers)} hits of {traffic.sent[name]} sent; missing {missing[:30]} "
+               f"(of the first 10, in /var/log/syslog: {in_syslog}); doubled {doubled[:30]}; "
+               f"{refused.splitlines()[0] if refused else 'no error file'}")
+    return f"{name}: refused for good (recent answers and times):\n{refused}queued:\n{queued}", verdict
