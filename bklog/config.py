@@ -71,6 +71,8 @@ VARIABLES: dict[str, Variable] = {
         Variable("BKLOG_EXPORT_MAX_LINES", "int", 1000000, "Most lines one export job writes."),
         Variable("BKLOG_STATIC_ROOT", "str", "", "collectstatic target. Empty: $BKLOG_DATA_DIR/static."),
         Variable("BKLOG_DB_CONN_MAX_AGE", "int", 60, "Seconds a database connection is reused (Django CONN_MAX_AGE)."),
+        Variable("BKLOG_DB_TRANSACTION_POOLING", "bool", False, "DATABASE_URL leads to PgBouncer in transaction mode: a server connection serves one transaction, so the service keeps nothing in the session (no server-side cursors, no prepared statements; a search's statement budget is set for its own transaction)."),
+        Variable("BKLOG_DATABASE_DIRECT_URL", "str", "", "The PostgreSQL servers themselves, in DATABASE_URL's form, when DATABASE_URL leads to PgBouncer: backups and restores (pg_dump, psql) set session settings that transaction pooling would leave on connections other clients then use. Empty: DATABASE_URL."),
         Variable("BKLOG_CELERY_VISIBILITY_TIMEOUT", "int", 7200, "Seconds before Redis redelivers an unacknowledged task; must exceed the longest task time limit in app.yml."),
         Variable("BKLOG_CONSUL_ENABLED", "bool", False, "Register the API with the local Consul agent from gunicorn's hooks."),
         Variable("CONSUL_HTTP_ADDR", "str", "127.0.0.1:8500", "Consul agent address (host:port, or http(s)://host:port)."),
@@ -208,6 +210,13 @@ class Config:
         try:
             if self["DATABASE_URL"]:
                 connections.database(self["DATABASE_URL"], 0)
+            if self["BKLOG_DATABASE_DIRECT_URL"]:
+                if not self["BKLOG_DATABASE_DIRECT_URL"].startswith("postgres"):
+                    problems.append("BKLOG_DATABASE_DIRECT_URL must be a postgres:// URL (the servers behind PgBouncer)")
+                else:
+                    connections.database(self["BKLOG_DATABASE_DIRECT_URL"], 0, variable="BKLOG_DATABASE_DIRECT_URL")
+            if self["BKLOG_DB_TRANSACTION_POOLING"] and not self["DATABASE_URL"].startswith("postgres"):
+                problems.append("BKLOG_DB_TRANSACTION_POOLING is for a DATABASE_URL that leads to PgBouncer (postgres://)")
             if self["REDIS_URL"]:
                 connections.redis_target(self["REDIS_URL"], self["BKLOG_REDIS_SENTINEL_MASTER"], self["BKLOG_REDIS_TLS_CA"])
         except connections.ConnectionUrlError as exc:

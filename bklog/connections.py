@@ -74,24 +74,32 @@ def _host_port(item: str, default_port: str, variable: str) -> tuple[str, str]:
     return host, port or default_port
 
 
-def database(url: str, conn_max_age: int) -> dict:
-    """Django's DATABASES entry for a URL (dj-database-url's parse, plus libpq's host lists)."""
+def database(url: str, conn_max_age: int, transaction_pooling: bool = False, variable: str = "DATABASE_URL") -> dict:
+    """Django's DATABASES entry for a URL (dj-database-url's parse, plus libpq's host lists).
+
+    transaction_pooling: the URL leads to PgBouncer in transaction mode, where consecutive
+    statements outside a transaction may run on different server connections. Django's
+    server-side cursors (DECLARE ... outside a transaction) and psycopg's prepared statements
+    (PgBouncer 1.18, Debian 12's, does not carry them) would then fail or meet another client's."""
     import dj_database_url
 
     hosts = None
     multi = _MULTI_HOST.match(url)
     if multi:
-        hosts = [_host_port(item, "5432", "DATABASE_URL") for item in multi["hosts"].split(",")]
+        hosts = [_host_port(item, "5432", variable) for item in multi["hosts"].split(",")]
         url = f"{multi['scheme']}://{multi['auth'] or ''}{hosts[0][0]}{multi['rest']}"
     try:
         entry = dj_database_url.parse(url, conn_max_age=conn_max_age, conn_health_checks=True)
     except ValueError as exc:
-        raise ConnectionUrlError(f"DATABASE_URL cannot be read: {exc}") from None
+        raise ConnectionUrlError(f"{variable} cannot be read: {exc}") from None
     if entry["ENGINE"] != "django.db.backends.postgresql":
         if hosts:
-            raise ConnectionUrlError("DATABASE_URL: several hosts are only for PostgreSQL")
+            raise ConnectionUrlError(f"{variable}: several hosts are only for PostgreSQL")
         return entry
     entry.setdefault("OPTIONS", {})
+    if transaction_pooling:
+        entry["DISABLE_SERVER_SIDE_CURSORS"] = True
+        entry["OPTIONS"]["prepare_threshold"] = None
     if hosts:
         entry["HOST"] = ",".join(host for host, _ in hosts)
         entry["PORT"] = ",".join(port for _, port in hosts)

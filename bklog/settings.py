@@ -77,7 +77,8 @@ AUTH_PASSWORD_VALIDATORS = [
 # One PostgreSQL host, or a Patroni cluster's hosts (the connection finds the primary), or SQLite.
 DATABASES = {
     "default": connections.database(CONFIG["DATABASE_URL"] or f"sqlite:///{DATA_DIR / 'bklog.sqlite3'}",
-                                    conn_max_age=CONFIG["BKLOG_DB_CONN_MAX_AGE"])
+                                    conn_max_age=CONFIG["BKLOG_DB_CONN_MAX_AGE"],
+                                    transaction_pooling=CONFIG["BKLOG_DB_TRANSACTION_POOLING"])
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets searches read while a batch is written; the busy timeout rides out writer bursts.

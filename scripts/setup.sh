@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 # rsyslog, rsyslog-elasticsearch: roles/log_agent's configuration run by the real rsyslogd
 # (tests/engine/test_rsyslog.py).
 # chromium, chromium-driver: the search page driven in a real browser (tests/browser).
-APT_PACKAGES=(postgresql redis-server sqlite3 podman runc golang-github-containernetworking-plugin-dnsname debootstrap wrk curl ca-certificates prometheus prometheus-alertmanager openssh-client maven openjdk-17-jre-headless patroni python3-consul redis-sentinel prometheus-redis-exporter rsyslog rsyslog-elasticsearch chromium chromium-driver)
+APT_PACKAGES=(postgresql pgbouncer redis-server sqlite3 podman runc golang-github-containernetworking-plugin-dnsname debootstrap wrk curl ca-certificates prometheus prometheus-alertmanager openssh-client maven openjdk-17-jre-headless patroni python3-consul redis-sentinel prometheus-redis-exporter rsyslog rsyslog-elasticsearch chromium chromium-driver)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -122,13 +122,20 @@ fi
 
 if [[ $what == all || $what == service ]]; then
   eval "$(python tests/servers.py start "$run_dir")"
-  export BKLOG_TEST_REDIS_URL BKLOG_TEST_POSTGRES_URL
+  export BKLOG_TEST_REDIS_URL BKLOG_TEST_POSTGRES_URL BKLOG_TEST_PGBOUNCER_URL
   echo "== service tests on SQLite (FTS5)"
   env -u DATABASE_URL -u REDIS_URL BKLOG_DATA_DIR="$run_dir/sqlite" pytest tests/service
   suite_done "service on SQLite"
   echo "== service tests on PostgreSQL"
   env -u REDIS_URL DATABASE_URL="$BKLOG_TEST_POSTGRES_URL" BKLOG_DATA_DIR="$run_dir/pg" pytest tests/service
   suite_done "service on PostgreSQL"
+  # The same through PgBouncer in transaction mode (postgresql_pgbouncer_enabled): a server
+  # connection per transaction. --reuse-db: PgBouncer keeps server connections to the test
+  # database open, so dropping it at the end would fail (the run directory is new each time).
+  echo "== service tests on PostgreSQL through PgBouncer (transaction pooling)"
+  env -u REDIS_URL DATABASE_URL="$BKLOG_TEST_PGBOUNCER_URL" BKLOG_DB_TRANSACTION_POOLING=true \
+    BKLOG_DATA_DIR="$run_dir/pgbouncer" pytest --reuse-db tests/service
+  suite_done "service through PgBouncer"
   echo "== service tests on OpenSearch 2.19 (lines in daily indices; index sets and batches in SQLite)"
   mkdir -p "$run_dir/opensearch"
   eval "$(python tests/opensearch.py start "$run_dir/opensearch")"

@@ -1,4 +1,4 @@
-"""Real Redis and PostgreSQL servers for the tests, from Debian's packages, on loopback.
+"""Real Redis, PostgreSQL and PgBouncer servers for the tests, from Debian's packages, on loopback.
 
     python tests/servers.py start DIR   -> prints `export VAR=...` lines (eval them)
     python tests/servers.py stop DIR
@@ -78,8 +78,47 @@ def start_postgres(workdir: Path) -> str:
     return f"postgres://bklog@127.0.0.1:{port}/bklog"
 
 
+def start_pgbouncer(workdir: Path, postgres_url: str) -> str:
+    """Debian's PgBouncer in transaction mode in front of that PostgreSQL, as the postgresql role
+    runs it (a server connection serves one transaction, then another client): the service's
+    PostgreSQL tests run through it. Every database name passes through (the tests make theirs)."""
+    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    if not Path(binary).exists():
+        raise RuntimeError("pgbouncer is not installed: apt-get install pgbouncer (scripts/setup.sh does)")
+    workdir.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        shutil.chown(workdir, "postgres", "postgres")
+    server = postgres_url.split("@", 1)[1].split("/", 1)[0]
+    port = free_port()
+    (workdir / "pgbouncer.ini").write_text(f"""[databases]
+* = host={server.split(":")[0]} port={server.split(":")[1]}
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {port}
+unix_socket_dir = {workdir}
+auth_type = trust
+auth_file = {workdir}/userlist.txt
+pool_mode = transaction
+default_pool_size = 20
+max_client_conn = 500
+ignore_startup_parameters = extra_float_digits
+logfile = {workdir}/pgbouncer.log
+pidfile = {workdir}/pgbouncer.pid
+""")
+    (workdir / "userlist.txt").write_text('"bklog" ""\n')
+    _as_postgres([binary, "-d", str(workdir / "pgbouncer.ini")], stdout=subprocess.DEVNULL)
+    _wait_port(port)
+    return postgres_url.replace(f"@{server}/", f"@127.0.0.1:{port}/")
+
+
 def stop(workdir: Path) -> None:
     pid_file = workdir / "redis.pid"
+    if pid_file.exists():
+        try:
+            os.kill(int(pid_file.read_text().strip()), 15)
+        except (ProcessLookupError, ValueError):
+            pass
+    pid_file = workdir / "pgbouncer.pid"
     if pid_file.exists():
         try:
             os.kill(int(pid_file.read_text().strip()), 15)
@@ -97,8 +136,11 @@ if __name__ == "__main__":
     command, directory = sys.argv[1], Path(sys.argv[2]).resolve()
     if command == "start":
         print(f"export BKLOG_TEST_REDIS_URL={start_redis(directory / 'redis')}")
-        print(f"export BKLOG_TEST_POSTGRES_URL={start_postgres(directory / 'postgres')}")
+        postgres_url = start_postgres(directory / "postgres")
+        print(f"export BKLOG_TEST_POSTGRES_URL={postgres_url}")
+        print(f"export BKLOG_TEST_PGBOUNCER_URL={start_pgbouncer(directory / 'pgbouncer', postgres_url)}")
     elif command == "stop":
+        stop(directory / "pgbouncer")
         stop(directory / "redis")
         stop(directory / "postgres")
     else:

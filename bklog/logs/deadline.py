@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 
 
 class DeadlineExceeded(Exception):
@@ -27,41 +27,47 @@ def _is_cancel(exc: BaseException) -> bool:
     return cause.__class__.__name__ == "QueryCanceled" or "interrupted" in str(exc).lower()
 
 
-def _arm(deadline: float, seconds: float):
-    """Make the database stop statements past the deadline; returns what undoes it."""
+@contextmanager
+def _armed(deadline: float, seconds: float):
+    """The database stops statements past the deadline while the block runs.
+
+    PostgreSQL: the block is one transaction with statement_timeout set for it alone (SET LOCAL).
+    Behind PgBouncer in transaction mode that is the only way the setting reaches the block's
+    statements, and it cannot stay on a server connection another client gets next."""
     if connection.vendor == "sqlite":
         raw = connection.connection
         raw.set_progress_handler(lambda: time.monotonic() > deadline, 10000)
-        return lambda: raw.set_progress_handler(None, 0)
+        try:
+            yield
+        finally:
+            raw.set_progress_handler(None, 0)
+        return
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('statement_timeout', %s, false)", [f"{max(1, int(seconds * 1000))}ms"])
-
-        def reset() -> None:
-            if connection.connection is None or connection.needs_rollback:
-                return
-            try:
+        outer = connection.in_atomic_block
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT current_setting('statement_timeout'), set_config('statement_timeout', %s, true)",
+                               [f"{max(1, int(seconds * 1000))}ms"])
+                before = cursor.fetchone()[0]
+            yield
+            if outer:  # the setting would outlive this block in the outer transaction: put it back
                 with connection.cursor() as cursor:
-                    cursor.execute("RESET statement_timeout")
-            except DatabaseError:
-                connection.close()  # a connection in doubt is not reused with the timeout on
-        return reset
-    return lambda: None  # pragma: no cover
+                    cursor.execute("SELECT set_config('statement_timeout', %s, true)", [before])
+        return
+    yield  # pragma: no cover
 
 
 @contextmanager
 def database_deadline(seconds: float):
     deadline = time.monotonic() + seconds
     connection.ensure_connection()
-    undo = _arm(deadline, seconds)
     try:
-        yield deadline
+        with _armed(deadline, seconds):
+            yield deadline
     except DatabaseError as exc:
         if _is_cancel(exc):
             raise DeadlineExceeded(seconds) from None
         raise
-    finally:
-        undo()
 
 
 def check(deadline: float | None, seconds: float) -> None:

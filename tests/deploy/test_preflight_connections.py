@@ -20,7 +20,7 @@ BIN = Path(sys.executable).parent
 
 
 def preflight(tmp_path: Path, max_connections: int | None, limit: str | None = None,
-              own_database: bool = False) -> tuple[int, str]:
+              own_database: bool = False, database_host: dict | None = None) -> tuple[int, str]:
     local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
     cores = os.cpu_count() or 1
     inventory = {"all": {
@@ -37,7 +37,8 @@ def preflight(tmp_path: Path, max_connections: int | None, limit: str | None = N
                 }},
             }},
             "bklog_postgresql": {"hosts": {} if own_database else {
-                "p1": {**local, **({"postgresql_max_connections": max_connections} if max_connections else {})}}},
+                "p1": {**local, **({"postgresql_max_connections": max_connections} if max_connections else {}),
+                       **(database_host or {})}}},
         }}}
     if own_database:
         inventory["all"]["vars"]["bklog_preflight_database_max_connections"] = max_connections
@@ -58,7 +59,7 @@ def preflight(tmp_path: Path, max_connections: int | None, limit: str | None = N
 def test_the_fleet_must_fit_in_the_database(tmp_path, max_connections, fits):
     rc, output = preflight(tmp_path, max_connections)
     assert "database connections: the fleet opens 32 (a1: " in output, output[-3000:]
-    problem = re.search(r"database connections: the fleet would open 32 \(.*?\)\. Fix: raise postgresql_max_connections", output)
+    problem = re.search(r"database connections: the fleet would open 32 \(.*?\)\. Fix: put PgBouncer in front", output)
     if fits:
         assert rc == 0 and problem is None, output[-3000:]
     else:
@@ -75,3 +76,20 @@ def test_a_database_of_the_fleets_own_is_checked_against_the_inventorys_number(t
 def test_a_limited_run_does_not_guess_the_hosts_it_did_not_ask(tmp_path, limit):
     rc, output = preflight(tmp_path, 20, limit=limit)
     assert rc == 0 and "database connections" not in output, output[-3000:]
+
+
+@pytest.mark.parametrize("pgbouncer, problem", [
+    # 49 refuses the fleet's 32 connections (above), not PgBouncer's pool of 20 ((49 - 10) x 80 % = 31).
+    ({}, None),
+    # All 32 meet on the primary's PgBouncer: 39 clients at 80 % is 31.
+    ({"postgresql_pgbouncer_max_client_conn": 39}, "more than 80 % of its postgresql_pgbouncer_max_client_conn (39)"),
+    ({"postgresql_pgbouncer_pool_size": 32}, "PgBouncer's pool (postgresql_pgbouncer_pool_size 32) is more than 80 %"),
+])
+def test_with_pgbouncer_the_fleet_fits_in_its_clients_and_its_pool_in_the_database(tmp_path, pgbouncer, problem):
+    rc, output = preflight(tmp_path, 49, database_host={"postgresql_pgbouncer_enabled": True, **pgbouncer})
+    assert "the fleet opens 32 (a1: " in output and "to PgBouncer, which takes" in output, output[-3000:]
+    assert "Fix: put PgBouncer in front" not in output
+    if problem is None:
+        assert rc == 0, output[-3000:]
+    else:
+        assert rc != 0 and problem in output, output[-3000:]

@@ -26,6 +26,32 @@ def test_every_postgresql_connection_is_bounded_in_time():
     assert connections.database("postgres://u:p@db/bklog?connect_timeout=2", 60)["OPTIONS"]["connect_timeout"] == 2
 
 
+def test_behind_pgbouncer_nothing_is_kept_in_the_session():
+    entry = connections.database("postgres://u:p@pg1:6432,pg2:6432/bklog?target_session_attrs=read-write", 60,
+                                 transaction_pooling=True)
+    assert entry["DISABLE_SERVER_SIDE_CURSORS"] is True and entry["OPTIONS"]["prepare_threshold"] is None
+    assert entry["PORT"] == "6432,6432" and entry["OPTIONS"]["target_session_attrs"] == "read-write"
+    direct = connections.database("postgres://u:p@db/bklog", 60)
+    assert not direct.get("DISABLE_SERVER_SIDE_CURSORS") and "prepare_threshold" not in direct["OPTIONS"]
+
+
+def test_the_direct_url_and_pooling_are_checked_at_start():
+    from bklog.config import Config, ConfigError
+
+    def problems(**env):
+        try:
+            Config({"BKLOG_ENV": "dev", **env}).validate()
+        except ConfigError as exc:
+            return str(exc)
+        return ""
+
+    assert "BKLOG_DATABASE_DIRECT_URL must be a postgres://" in problems(BKLOG_DATABASE_DIRECT_URL="sqlite:///x")
+    assert "BKLOG_DATABASE_DIRECT_URL: host" in problems(BKLOG_DATABASE_DIRECT_URL="postgres://u:p@a:1,b:x/db")
+    assert "BKLOG_DB_TRANSACTION_POOLING is for" in problems(BKLOG_DB_TRANSACTION_POOLING="true")
+    assert problems(DATABASE_URL="postgres://u:p@a:6432/db", BKLOG_DB_TRANSACTION_POOLING="true",
+                    BKLOG_DATABASE_DIRECT_URL="postgres://u:p@a:5432/db") == ""
+
+
 def test_a_sentinel_url_names_the_group():
     target = connections.redis_target("sentinel://:pw@r1:26379/0;sentinel://:pw@r2;sentinel://:pw@r3:26380/0", "bklog")
     assert target.is_sentinel and target.master_name == "bklog" and target.password == "pw" and target.db == 0

@@ -113,6 +113,34 @@ def test_a_search_past_its_time_budget_is_a_422_and_frees_the_worker(many_lines,
     assert r.status_code == 200 and r.json()["total_relation"] == "gte"
 
 
+@pytest.mark.skipif(not os.environ.get("DATABASE_URL", "").startswith("postgres"), reason="PostgreSQL's statement_timeout")
+@pytest.mark.django_db(transaction=True)
+def test_a_statement_budget_holds_for_its_own_transaction_only():
+    """Behind PgBouncer in transaction mode (scripts/test.sh runs this suite both ways) a server
+    connection serves one transaction: a budget set for the session would miss the block's later
+    statements and stay on a connection another client gets next. So the block is one transaction
+    with the budget set in it (SET LOCAL), gone when it ends, also inside an outer transaction."""
+    from django.db import connection, transaction
+
+    from bklog.logs.deadline import database_deadline
+
+    def budget() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW statement_timeout")
+            return cursor.fetchone()[0]
+
+    before = budget()
+    with database_deadline(2.5):
+        assert connection.in_atomic_block
+        assert budget() == "2500ms"
+        assert budget() == "2500ms"
+    assert budget() == before
+    with transaction.atomic():
+        with database_deadline(1):
+            assert budget() == "1s"
+        assert budget() == before
+
+
 @pytest.mark.django_db(transaction=True)
 def test_an_inline_export_past_its_budget_fails_saying_why(make_index_set, ingest, client, admin_token, settings):
     _, token = make_index_set("big")

@@ -59,6 +59,22 @@ def patroni_roles() -> dict[str, str]:
     return roles
 
 
+# The service reaches PostgreSQL through each member's PgBouncer (group_vars: postgresql_pgbouncer_enabled).
+PGBOUNCER_PORT = 6432
+
+
+def pgbouncer(name: str, command: str) -> list[list[str]]:
+    """A SHOW command on a member's PgBouncer admin console (postgres through the socket), as rows."""
+    out = host(name).check_output(f"runuser -u postgres -- psql --no-psqlrc -h /var/run/postgresql -p {PGBOUNCER_PORT} "
+                                  f"-d pgbouncer -AtF '|' -c '{command}'")
+    return [row.split("|") for row in out.splitlines() if row]
+
+
+def pgbouncer_service_clients(name: str) -> int:
+    """Clients of the service's database on a member's PgBouncer (SHOW CLIENTS: type, user, database, ...)."""
+    return sum(1 for row in pgbouncer(name, "SHOW CLIENTS") if row[2] == "bklog")
+
+
 # The monitoring host's Prometheus (roles/monitoring), as test_3_monitoring and the drills ask it.
 def prometheus(path: str, **params) -> dict:
     query = f"?{urllib.parse.urlencode(params)}" if params else ""

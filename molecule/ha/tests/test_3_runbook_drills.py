@@ -25,7 +25,7 @@ from contextlib import contextmanager
 
 import yaml
 
-from conftest import SCENARIO, group, host, patroni_roles, playbook, prometheus, wait_until
+from conftest import PGBOUNCER_PORT, SCENARIO, group, host, patroni_roles, playbook, prometheus, wait_until
 
 APP, APP2 = group("bklog_api")[:2]
 
@@ -83,7 +83,7 @@ def _get(url: str, token: str) -> int:
 def test_database_unreachable():
     """docs/runbooks.md#database-unreachable, from one API host."""
     database = group("bklog_postgresql")[0]
-    with refused(APP2, 5432):
+    with refused(APP2, PGBOUNCER_PORT):  # the service's port: each member's PgBouncer
         assert wait_for_alert("BklogDatabaseUnreachable", instance=f"{APP2}:80")
         ready = readyz(APP2)
         assert "database" in ready["failed"], ready
@@ -92,7 +92,7 @@ def test_database_unreachable():
         step1 = app2.run("bklog shell -c \"from django.db import connection; connection.ensure_connection(); print('ok')\"")
         assert step1.rc != 0 and "OperationalError" in step1.stdout + step1.stderr, step1
         # Step 3: the network to the database host.
-        assert app2.run(f"timeout 3 bash -c '</dev/tcp/{database}/5432'").rc != 0
+        assert app2.run(f"timeout 3 bash -c '</dev/tcp/{database}/{PGBOUNCER_PORT}'").rc != 0
         # The other API host serves meanwhile.
         assert readyz(APP)["status"] == "ready"
     # The fix (the network back): ready again, the alert clears.

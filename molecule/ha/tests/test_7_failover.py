@@ -20,7 +20,8 @@ import pytest
 import yaml
 
 from agent import INDEX_SET, SyslogTraffic, wait_all_shipped
-from conftest import FIGURES, LB as BASE, ROOT, SCENARIO, VIP, alive, group, host, patroni_roles, run_playbook, wait_until
+from conftest import (FIGURES, LB as BASE, PGBOUNCER_PORT, ROOT, SCENARIO, VIP, alive, group, host, patroni_roles, pgbouncer,
+                      pgbouncer_service_clients, run_playbook, wait_until)
 from load import Load
 
 APP = "bklog-ha-app"
@@ -28,6 +29,8 @@ REDIS_PASSWORD = "ha-redis-0123456789"  # group_vars/all.yml
 # redis-cli as the redis role writes it on each data host: over TLS (redis_tls_enabled), to loopback.
 REDIS_CLI = f"REDISCLI_AUTH={REDIS_PASSWORD} bklog-redis-cli"
 PG_PASSWORD = "ha-pg-0123456789"  # group_vars/all.yml
+# A connection opened through the service's settings, then left idle (test_a_planned_switchover_...).
+IDLE_CLIENT = "from django.db import connection as c; c.ensure_connection(); import time; time.sleep(240)"
 APP_SPEC = yaml.safe_load((ROOT / "bklog" / "app.yml").read_text())
 
 
@@ -111,13 +114,23 @@ def test_the_data_tier_is_whole():
         "psql -U postgres -Atc \"SELECT a.backend_type || ' ' || s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a"
         " USING (pid) WHERE a.client_addr IS NOT NULL AND host(a.client_addr) NOT IN ('127.0.0.1', '::1')\"").split("\n")
     assert "walsender true" in remote and all(row.endswith(" true") for row in remote), remote
+    # The service reaches the primary's PgBouncer (port 6432), over TLS too; PgBouncer reaches its
+    # own PostgreSQL over loopback, with a pool smaller than the fleet's processes.
     service = host(APP).check_output(
-        "/usr/local/bin/bklog shell -c 'from django.db import connection as c; k = c.cursor(); "
-        "k.execute(\"SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()\"); print(k.fetchone()[0])'")
-    assert service.splitlines()[-1] == "True", service
+        "/usr/local/bin/bklog shell -c 'from django.db import connection as c; c.ensure_connection(); "
+        "print(c.connection.info.port, c.connection.pgconn.ssl_in_use)'")
+    assert service.splitlines()[-1] == f"{PGBOUNCER_PORT} True", service
+    pools = [row for row in pgbouncer(primary, "SHOW POOLS") if row[0] == "bklog"]
+    assert len(pools) == 1, pools
+    assert pgbouncer_service_clients(primary) > 0
+    servers = int(host(primary).check_output(
+        "psql -U postgres -Atc \"SELECT count(*) FROM pg_stat_activity WHERE usename = 'bklog'\""))
+    assert servers <= 20, servers  # postgresql_pgbouncer_pool_size's default
     other = next(n for n in group("bklog_postgresql") if n != primary)
-    clear = host(other).run(f"PGPASSWORD={PG_PASSWORD} psql 'host={primary} dbname=bklog user=bklog sslmode=disable' -c 'SELECT 1'")
-    assert clear.rc != 0 and "no encryption" in clear.stderr, (clear.rc, clear.stderr)
+    for port, refusal in ((5432, "no encryption"), (PGBOUNCER_PORT, "SSL required")):
+        clear = host(other).run(f"PGPASSWORD={PG_PASSWORD} psql 'host={primary} port={port} dbname=bklog user=bklog "
+                                "sslmode=disable' -c 'SELECT 1'")
+        assert clear.rc != 0 and refusal in clear.stderr, (port, clear.rc, clear.stderr)
     for name in group("bklog_api"):
         ready = json.loads(host(name).check_output("curl -s http://127.0.0.1/readyz"))
         assert ready["status"] == "ready", (name, ready)
@@ -165,6 +178,12 @@ def test_a_planned_switchover_under_load_pauses_writes_briefly(admin_token):
     runs: requests refused only with a 503, every accepted line searchable."""
     load, index_set = _new_load(admin_token)
     primary_before, master_before = next(n for n, r in patroni_roles().items() if r == "primary"), redis_master()
+    # A client of the service that stays connected and idle through the switchover (as a gunicorn
+    # worker or a Celery process between requests): with nothing to tell it, it would stay on the
+    # demoted member's PgBouncer and its next write would be refused.
+    clients_before = pgbouncer_service_clients(primary_before)
+    host(APP).check_output(f"nohup /usr/local/bin/bklog shell -c {shlex.quote(IDLE_CLIENT)} >/dev/null 2>&1 &")
+    wait_until(lambda: pgbouncer_service_clients(primary_before) > clients_before, "the idle client connected")
     load.start()
     try:
         time.sleep(5)
@@ -175,6 +194,14 @@ def test_a_planned_switchover_under_load_pauses_writes_briefly(admin_token):
         load.stop()
     assert next(n for n, r in patroni_roles().items() if r == "primary") != primary_before
     assert redis_master() not in (None, master_before)
+    # No client stays on the demoted member's PgBouncer, where every write would be refused: its
+    # Patroni's callback dropped them and they found the new primary (a client on a replica's
+    # PgBouncer only checks that it is read-only and leaves).
+    try:
+        wait_until(lambda: pgbouncer_service_clients(primary_before) == 0,
+                   f"no service client left on {primary_before}'s PgBouncer", timeout=30)
+    finally:
+        host(APP).run("pkill -f time.sleep.240")
     for failure in load.failures:
         assert failure["status"] == 503, failure
     _requeue_lost_tasks()

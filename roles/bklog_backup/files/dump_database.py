@@ -44,7 +44,9 @@ def postgresql(output: str, url: str) -> dict:
 
 def main() -> None:
     output = sys.argv[1]
-    url = os.environ.get("DATABASE_URL", "")
+    # Behind PgBouncer, the servers themselves: pg_dump's session settings must not stay on a
+    # pooled connection.
+    url = os.environ.get("BKLOG_DATABASE_DIRECT_URL") or os.environ.get("DATABASE_URL", "")
     counts = postgresql(output, url) if url.startswith("postgres") else sqlite(output)
     print(json.dumps(counts))
 
