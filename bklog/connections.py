@@ -96,6 +96,7 @@ def database(url: str, conn_max_age: int, transaction_pooling: bool = False, var
         if hosts:
             raise ConnectionUrlError(f"{variable}: several hosts are only for PostgreSQL")
         return entry
+    entry["ENGINE"] = "bklog.postgresql"  # Django's, marking errors that lost the connection
     entry.setdefault("OPTIONS", {})
     if transaction_pooling:
         entry["DISABLE_SERVER_SIDE_CURSORS"] = True

@@ -99,7 +99,8 @@ def _database_answers() -> bool:
 def database_unavailable(request, exception: DatabaseError) -> JsonResponse | None:
     """The 503 with Retry-After when the database is what failed (down, restarting, demoted); None
     when the error is ours (a 500)."""
-    if not (_unavailable(exception) or not _database_answers()):
+    # connection_lost: the error left the connection closed or broken (bklog/postgresql/base.py).
+    if not (_unavailable(exception) or getattr(exception, "connection_lost", False) or not _database_answers()):
         return None
     log.warning("database unavailable for %s %s: %s", request.method, request.path, exception)
     # The next request opens a new connection, which finds the primary (a connection to a demoted

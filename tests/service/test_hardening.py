@@ -497,6 +497,42 @@ def test_rules_stored_before_re2_still_parse_and_check_names_them(make_index_set
     assert [m.id for m in found if "'old'" in m.msg] == ["bklog.W001"]
 
 
+@pytest.mark.django_db(transaction=True)  # as in production: the request's own transaction commits
+def test_a_server_lost_at_commit_is_a_503_and_the_batch_not_half_kept(client, ingest, admin_token, make_index_set, stored):
+    """The PostgreSQL backend serving an ingest is terminated just before its COMMIT (as a
+    demoted or restarted primary's backends are). Directly, psycopg raises AdminShutdown; through
+    PgBouncer (the suite's third run) two errors reach it and it raises an InternalError saying
+    neither: both are the retryable 503, and the next request is served on a new connection. The
+    termination, not the failure, is the test's doing: it runs from the commit hook's place."""
+    import psycopg
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("a server backend to lose: PostgreSQL only")
+    _, token = make_index_set("app")
+    real_commit = connection._commit
+
+    def terminate_then_commit():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            pid = cursor.fetchone()[0]
+        with psycopg.connect(os.environ.get("BKLOG_DATABASE_DIRECT_URL") or os.environ["DATABASE_URL"],
+                             autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s, 5000)", [pid])
+        return real_commit()
+
+    connection._commit = terminate_then_commit
+    client.raise_request_exception = False
+    try:
+        r = ingest("app", token, ["lost with the server"])
+    finally:
+        del connection._commit
+    assert "database is unavailable" in assert_json_refusal(r, 503)["error"], r.content
+    assert r["Retry-After"] == "5"
+    assert ingest("app", token, ["kept"]).status_code == 200
+    assert [line.message for line in stored.all()] == ["kept"]
+
+
 def test_import_names_a_record_no_store_takes(make_index_set, tmp_path):
     from django.core.management import CommandError, call_command
 

@@ -59,6 +59,22 @@ def patroni_roles() -> dict[str, str]:
     return roles
 
 
+def lead_consul(name: str) -> None:
+    """Make name's Consul server the Raft leader (Consul's transfer-leader), and wait until it is."""
+    servers = {s["Node"]: s for s in consul("/v1/operator/raft/configuration")["Servers"]}
+    if not servers[name]["Leader"]:
+        host(name).check_output("curl -sSf -X POST 'http://127.0.0.1:8500/v1/operator/raft/transfer-leader?id=%s'",
+                                servers[name]["ID"])
+    wait_until(lambda: any(s["Leader"] for s in consul("/v1/operator/raft/configuration")["Servers"] if s["Node"] == name),
+               f"{name} the Consul leader", timeout=30, every=0.5)
+
+
+def patroni_timeline(name: str) -> int:
+    """The timeline name's Patroni reports (GET /patroni): every promotion starts a new one, so an
+    unchanged timeline on the same primary means it was never demoted in between."""
+    return json.loads(host(name).check_output("curl -sf http://127.0.0.1:8008/patroni"))["timeline"]
+
+
 # The service reaches PostgreSQL through each member's PgBouncer (group_vars: postgresql_pgbouncer_enabled).
 PGBOUNCER_PORT = 6432
 

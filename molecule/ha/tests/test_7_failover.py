@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from agent import INDEX_SET, SyslogTraffic, wait_all_shipped
-from conftest import (FIGURES, LB as BASE, PGBOUNCER_PORT, ROOT, SCENARIO, VIP, alive, group, host, patroni_roles, pgbouncer,
-                      pgbouncer_service_clients, run_playbook, wait_until)
+from conftest import (FIGURES, LB as BASE, PGBOUNCER_PORT, ROOT, SCENARIO, VIP, alive, group, host, lead_consul, patroni_roles,
+                      patroni_timeline, pgbouncer, pgbouncer_service_clients, run_playbook, wait_until)
 from load import Load
 
 APP = "bklog-ha-app"
@@ -221,6 +221,7 @@ def test_a_data_tier_setting_changed_restarts_one_member_at_a_time(admin_token):
     load, index_set = _new_load(admin_token)
     master_before = redis_master()
     primary_before = next(n for n, r in patroni_roles().items() if r == "primary")
+    timeline_before = patroni_timeline(primary_before)
     load.start()
     try:
         time.sleep(5)
@@ -240,6 +241,7 @@ def test_a_data_tier_setting_changed_restarts_one_member_at_a_time(admin_token):
     servers = re.findall(r"TASK \[consul : Restart consul on (\S+)\]", run.stdout)
     assert sorted(servers) == sorted(group("bklog_consul_servers")), servers
     assert next(n for n, r in patroni_roles().items() if r == "primary") == primary_before
+    assert patroni_timeline(primary_before) == timeline_before, "the primary was demoted and promoted again"
     for failure in load.failures:
         assert failure["status"] == 503, failure
     _requeue_lost_tasks()
@@ -255,8 +257,11 @@ def _kill_under_load(admin_token: str, pick_victim, what: str) -> dict:
     try:
         time.sleep(15)
         victim = pick_victim()
+        lead_consul(victim)  # the worst host to lose: Consul has to find a new leader too
         held = {"postgresql_primary": patroni_roles().get(victim) == "primary",
-                "redis_master": redis_master() == address(victim)}
+                "redis_master": redis_master() == address(victim), "consul_leader": True}
+        primary_before = next(n for n, r in patroni_roles().items() if r == "primary")
+        timeline_before = patroni_timeline(primary_before)
         subprocess.run(["podman", "kill", victim], check=True, capture_output=True)
         lost_at = time.time()
         new_primary = wait_until(lambda: next((n for n, r in patroni_roles().items() if r == "primary"), None),
@@ -281,6 +286,10 @@ def _kill_under_load(admin_token: str, pick_victim, what: str) -> dict:
     print(f"\n{what}: {json.dumps(figures)}")
     try:
         assert pg_at - lost_at < 30 and redis_at - lost_at < 30, figures
+        if not held["postgresql_primary"]:
+            # A replica's host lost (with a Consul server, maybe its leader): the primary stays, never
+            # demoted while Consul finds a new leader (roles/consul: consul_raft_multiplier).
+            assert (new_primary, patroni_timeline(new_primary)) == (primary_before, timeline_before), figures
         for failure in failures:  # refusals inside the failover window, and only the retryable kind
             assert failure["status"] == 503, failure
 
@@ -316,22 +325,35 @@ def _kill_under_load(admin_token: str, pick_victim, what: str) -> dict:
 
 def test_losing_a_data_host_under_load_loses_nothing(admin_token):
     """One at a time: the host of the PostgreSQL primary, then the host of the Redis master (in a
-    new group the two often share a host, then the second kill takes both again). rsyslog on the
+    new group the two often share a host, then the second kill takes both again), each made the
+    Consul leader first (a replica's host lost must not demote the primary). rsyslog on the
     other hosts ships all along: BK LOG refuses its batches while the database is away (503), and
     every line still arrives, once."""
     data_hosts = set(group("bklog_postgresql")) | set(group("bklog_redis"))
     syslog = SyslogTraffic(hosts=[h for h in group("bklog_log_agent") if h not in data_hosts]).start()
     try:
-        figures = [
-            _kill_under_load(admin_token, lambda: next(n for n, r in patroni_roles().items() if r == "primary"),
-                             "PostgreSQL primary's host killed"),
-            _kill_under_load(admin_token, lambda: next(n for n in group("bklog_redis") if address(n) == redis_master()),
-                             "Redis master's host killed"),
-        ]
+        figures = [_kill_under_load(admin_token, lambda: next(n for n, r in patroni_roles().items() if r == "primary"),
+                                    "PostgreSQL primary's host killed")]
+        _redis_master_off_the_primarys_host()
+        figures.append(_kill_under_load(admin_token, lambda: next(n for n in group("bklog_redis") if address(n) == redis_master()),
+                                        "Redis master's host killed (a PostgreSQL replica's)"))
     finally:
         syslog.stop()
     _record("kills", figures)
     wait_all_shipped(Load(BASE, INDEX_SET, "", admin_token), syslog)
+
+
+def _redis_master_off_the_primarys_host() -> None:
+    """A Sentinel failover when the Redis master shares the PostgreSQL primary's host (before any
+    load): the second kill then always takes a replica's host, the one that must not move the primary."""
+    [primary] = [n for n, r in patroni_roles().items() if r == "primary"]
+    before = redis_master()
+    if before != address(primary):
+        return
+    host(primary).check_output(f"{REDIS_CLI} -p 26379 SENTINEL FAILOVER bklog")
+    wait_until(lambda: all(host(n).run(f"{REDIS_CLI} -p 26379 SENTINEL get-master-addr-by-name bklog").stdout.split()[:1]
+                           not in ([before], []) for n in group("bklog_redis")),
+               "every sentinel names a master off the PostgreSQL primary's host", timeout=60, every=0.5)
 
 
 def _requeue_lost_tasks(on: str = APP) -> None:
