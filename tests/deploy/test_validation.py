@@ -227,8 +227,8 @@ def run_data_tier(tmp_path: Path, data_hosts: int = 3, consul_servers: int | Non
      "bklog_app_redis_url, when it names sentinels, must be sentinel://:password@host:26379[/db] addresses"),
     # PgBouncer: a pool that leaves PostgreSQL no room, and a direct URL that is not PostgreSQL's.
     ({"data": {"postgresql_pgbouncer_enabled": True, "postgresql_pgbouncer_pool_size": 195}},
-     "postgresql_pgbouncer_pool_size (195) at least 1 and, with 10 kept for Patroni, backups and exporters, within "
-     "postgresql_max_connections (200)"),
+     "postgresql_pgbouncer_pool_size (195) at least 1 and, with postgresql_reserved_connections (10) kept for Patroni, "
+     "backups and exporters, within postgresql_max_connections (200)"),
     ({"bklog_app_database_direct_url": "sqlite:///x", "bklog_app_database_transaction_pooling": True},
      "bklog_app_database_url (PgBouncer's port, 6432) and bklog_app_database_direct_url (the servers' own, 5432) must both be"),
 ])
