@@ -66,8 +66,9 @@ _UNAVAILABLE_SQLSTATES = ("25006", "57P01", "57P02", "57P03", "08")
 
 
 def _unavailable(exc: Exception) -> bool:
-    """A database that is down, restarting, demoted or busy (not a bad query): worth a retry."""
-    if isinstance(exc, InterfaceError):
+    """A database that is down, restarting, demoted or busy (not a bad query): worth a retry.
+    connection_lost: the error left the connection closed or broken (bklog/postgresql/base.py)."""
+    if isinstance(exc, InterfaceError) or getattr(exc, "connection_lost", False):
         return True
     sqlstate = getattr(exc.__cause__, "sqlstate", None) or ""
     if sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
@@ -99,8 +100,7 @@ def _database_answers() -> bool:
 def database_unavailable(request, exception: DatabaseError) -> JsonResponse | None:
     """The 503 with Retry-After when the database is what failed (down, restarting, demoted); None
     when the error is ours (a 500)."""
-    # connection_lost: the error left the connection closed or broken (bklog/postgresql/base.py).
-    if not (_unavailable(exception) or getattr(exception, "connection_lost", False) or not _database_answers()):
+    if not (_unavailable(exception) or not _database_answers()):
         return None
     log.warning("database unavailable for %s %s: %s", request.method, request.path, exception)
     # The next request opens a new connection, which finds the primary (a connection to a demoted

@@ -258,10 +258,10 @@ def _kill_under_load(admin_token: str, pick_victim, what: str) -> dict:
         time.sleep(15)
         victim = pick_victim()
         lead_consul(victim)  # the worst host to lose: Consul has to find a new leader too
-        held = {"postgresql_primary": patroni_roles().get(victim) == "primary",
-                "redis_master": redis_master() == address(victim), "consul_leader": True}
         primary_before = next(n for n, r in patroni_roles().items() if r == "primary")
         timeline_before = patroni_timeline(primary_before)
+        held = {"postgresql_primary": primary_before == victim,
+                "redis_master": redis_master() == address(victim), "consul_leader": True}
         subprocess.run(["podman", "kill", victim], check=True, capture_output=True)
         lost_at = time.time()
         new_primary = wait_until(lambda: next((n for n, r in patroni_roles().items() if r == "primary"), None),
