@@ -13,6 +13,50 @@ from bklog.logs.lines import chunks, current_versions
 from bklog.logs.models import LogLine
 
 RETENTION_CHUNK = 5000
+SEARCH_VECTOR_CHUNK = 10000  # lines per transaction of fill_search_vectors
+OLD_FULLTEXT_INDEX = "logs_logline_message_fts"  # PostgreSQL's expression index before migration 0011
+
+
+def use_search_vectors(conn=connection, concurrently: bool = True) -> bool:
+    """PostgreSQL, once every line has its stored vector: build their GIN index, then drop the
+    expression index it replaces; search switches to the column when the new index is valid.
+    CONCURRENTLY: writes and searches go on during the build (outside any transaction)."""
+    how = "CONCURRENTLY " if concurrently else ""
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT (SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)), to_regclass(%s)",
+                       [search.SEARCH_VECTOR_INDEX, OLD_FULLTEXT_INDEX])
+        valid, old = cursor.fetchone()
+        if valid and old is None:
+            return False
+        if valid is False:  # what an interrupted CONCURRENTLY build leaves: build it again
+            cursor.execute(f"DROP INDEX {how}IF EXISTS {search.SEARCH_VECTOR_INDEX}")
+        cursor.execute(f"CREATE INDEX {how}IF NOT EXISTS {search.SEARCH_VECTOR_INDEX} ON logs_logline USING gin (search_vector)")
+        cursor.execute(f"DROP INDEX {how}IF EXISTS {OLD_FULLTEXT_INDEX}")
+    return True
+
+
+def fill_search_vectors(chunk: int = SEARCH_VECTOR_CHUNK, report=None) -> int | None:
+    """PostgreSQL: store the vector of every line stored before migration 0011 (its trigger fills
+    the lines written since), in id ranges of `chunk` lines, one short transaction each, so that
+    ingest and search go on; resumable (a range already filled costs an index scan). Then
+    use_search_vectors() and ANALYZE. Returns the lines filled (None: nothing was left to do);
+    `report(filled, id, last_id)` after each chunk."""
+    if connection.vendor != "postgresql":
+        return 0
+    filled = 0
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT min(id), max(id) FROM logs_logline WHERE search_vector IS NULL")
+        first, last = cursor.fetchone()
+        for start in range(first or 0, (last or -1) + 1, chunk):
+            cursor.execute("UPDATE logs_logline SET search_vector = to_tsvector('simple', message) "
+                           "WHERE id >= %s AND id < %s AND search_vector IS NULL", [start, start + chunk])
+            filled += cursor.rowcount
+            if report:
+                report(filled, start + chunk - 1, last)
+    if not (use_search_vectors() or filled):
+        return None
+    DatabaseStore().after_bulk_load()
+    return filled
 
 
 class DatabaseStore:
@@ -91,7 +135,8 @@ class DatabaseStore:
             cursor.execute("ANALYZE logs_logline")
 
     def check(self) -> str:
-        """The database's full-text index is there (SQLite FTS5 and its triggers, PostgreSQL's GIN)."""
+        """The database's full-text index is there (SQLite FTS5 and its triggers, PostgreSQL's GIN
+        and the trigger that stores each line's vector)."""
         with connection.cursor() as cursor:
             if connection.vendor == "sqlite":
                 cursor.execute("SELECT count(*) FROM sqlite_master WHERE type='trigger' AND name LIKE 'logs_logline_fts_%'")
@@ -99,7 +144,11 @@ class DatabaseStore:
                     raise RuntimeError("FTS5 triggers on logs_logline are missing: the log index would drift")
                 cursor.execute("SELECT rowid FROM logs_logline_fts LIMIT 1")
             else:
-                cursor.execute("SELECT 1 FROM pg_indexes WHERE indexname = 'logs_logline_message_fts'")
+                cursor.execute("SELECT count(*) FROM pg_indexes WHERE indexname IN (%s, %s)",
+                               [search.SEARCH_VECTOR_INDEX, OLD_FULLTEXT_INDEX])
+                if cursor.fetchone()[0] == 0:
+                    raise RuntimeError(f"GIN index {search.SEARCH_VECTOR_INDEX} (or {OLD_FULLTEXT_INDEX}) is missing")
+                cursor.execute("SELECT 1 FROM pg_trigger WHERE tgname = 'logs_logline_search_vector'")
                 if cursor.fetchone() is None:
-                    raise RuntimeError("GIN index logs_logline_message_fts is missing")
+                    raise RuntimeError("trigger logs_logline_search_vector is missing: new lines would not be searchable")
         return "ok"

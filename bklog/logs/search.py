@@ -1,18 +1,21 @@
 """Search over log lines: one API, a full-text backend per database vendor.
 
 SQLite: the FTS5 table logs_logline_fts (external content over logs_logline).
-PostgreSQL: to_tsvector('simple', message) with its GIN index.
+PostgreSQL: each line's tsvector stored in logs_logline.search_vector with its GIN index
+(migration 0011), or to_tsvector('simple', message) until `bklog fill_search_vectors` has filled
+the lines stored before that migration.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db import connection
-from django.db.models import BooleanField, Count, F, IntegerField, Q, QuerySet
+from django.db.models import BooleanField, Count, F, IntegerField, Max, Min, QuerySet
 from django.db.models.expressions import RawSQL
 
 from bklog.logs import query as querylang
@@ -164,8 +167,32 @@ def _base(index_set: IndexSet, request: SearchRequest) -> QuerySet:
 # "probe": walk the (index_set, timestamp) index newest first and probe FTS5 per row by rowid
 # (cheap when matches are common, and the only way for NOT).
 _SQLITE_DRIVE = "logs_logline.id IN (SELECT rowid FROM logs_logline_fts WHERE logs_logline_fts MATCH %s)"
+_SQLITE_DRIVE_RANGE = ("logs_logline.id IN (SELECT rowid FROM logs_logline_fts WHERE logs_logline_fts MATCH %s "
+                       "AND rowid BETWEEN %s AND %s)")
 _SQLITE_PROBE = ("EXISTS (SELECT 1 FROM logs_logline_fts WHERE logs_logline_fts MATCH %s "
                  "AND logs_logline_fts.rowid = logs_logline.id)")
+
+
+SEARCH_VECTOR_INDEX = "logs_logline_search_vector"
+_vectors_ready: set[str] = set()  # databases (by name) whose stored vectors are complete and indexed
+
+
+def search_vector_ready() -> bool:
+    """Every line's vector is stored and its GIN index valid: `bklog fill_search_vectors` (or
+    migration 0011 on an empty table) built it last. Asked until true, then remembered."""
+    name = connection.settings_dict["NAME"]
+    if name not in _vectors_ready:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", [SEARCH_VECTOR_INDEX])
+            row = cursor.fetchone()
+        if not (row and row[0]):
+            return False
+        _vectors_ready.add(name)
+    return True
+
+
+def _tsvector_sql() -> str:
+    return "logs_logline.search_vector" if search_vector_ready() else "to_tsvector('simple', logs_logline.message)"
 
 
 def filtered(index_set: IndexSet, request: SearchRequest, tree=None, plan: str = "auto") -> QuerySet:
@@ -176,7 +203,7 @@ def filtered(index_set: IndexSet, request: SearchRequest, tree=None, plan: str =
         return qs
     if connection.vendor == "postgresql":
         sql, params = querylang.to_tsquery_sql(tree)
-        return qs.filter(_condition(f"to_tsvector('simple', logs_logline.message) @@ {sql}", params))
+        return qs.filter(_condition(f"{_tsvector_sql()} @@ {sql}", params))
     if connection.vendor == "sqlite":
         expr, negated = querylang.to_fts5(tree)
         if negated:
@@ -202,6 +229,17 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         raise SearchError("cursor", "cursor is not one this API returned") from None
 
 
+def _before(stored_ts, line_id: int) -> RawSQL:
+    """Lines after (timestamp as the database stores it, id) newest first, as one row-value
+    comparison: both databases walk the (index_set, timestamp, id) index from that point, where
+    an OR of two ranges made SQLite sort the whole rest of the index set."""
+    return _condition("(logs_logline.timestamp, logs_logline.id) < (%s, %s)", [stored_ts, line_id])
+
+
+def _after_cursor(after: tuple[datetime, int]) -> RawSQL:
+    return _before(connection.ops.adapt_datetimefield_value(after[0]), after[1])
+
+
 def _newest_first(qs: QuerySet, use_time_index: bool) -> QuerySet:
     if use_time_index:
         return qs.order_by("-timestamp", "-id")
@@ -209,51 +247,117 @@ def _newest_first(qs: QuerySet, use_time_index: bool) -> QuerySet:
     return qs.order_by(RawSQL("+logs_logline.timestamp", []).desc(), F("id").desc())
 
 
-def _sqlite_windowed(candidates: QuerySet, fts_expr: str, need: int) -> list[LogLine]:
-    """Newest-first matches of a common term without sorting every match: take the next window
-    of candidate ids from the time index, and ask FTS5 once for matches within their rowid range
-    (one doclist seek; exact whatever the id/time correlation, fast when ingest order ~ time)."""
-    found: list[int] = []
-    offset, window = 0, max(need * 20, 1000)
-    ordered = candidates.order_by("-timestamp", "-id").values_list("id", flat=True)
-    while len(found) < need:
-        ids = list(ordered[offset: offset + window])
-        if not ids:
-            break
-        with connection.cursor() as cursor:
+# SQLite: a query whose FTS5 match list (every index set, every time) is short is driven by that
+# list (each match looked up, the scope's sorted); a long one, or a negated one, by walking the
+# time index until the count's cap, about (cap + 1) x lines / matches lines. A match driven costs
+# about SQLITE_DRIVE_COST lines walked (measured at 2 M and 10 M lines), so the list drives while
+# matches x SQLITE_DRIVE_COST < (cap + 1) x lines / matches: up to 183,000 matches at 10 M lines.
+SQLITE_DRIVE_COST = 3
+SQLITE_DRIVE_UP_TO_MIN = 5000  # however few lines there are
+SQLITE_WINDOW_FIRST, SQLITE_WINDOW_MAX = 1000, 32000
+SQLITE_RUN_GAP = 64  # ids further apart than this start another FTS5 query in a window
+
+
+def _sqlite_matches_up_to(fts_expr: str, limit: int) -> int:
+    """How many lines FTS5 matches, counted up to `limit` (FTS5 alone: its doclists, no rows)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM (SELECT rowid FROM logs_logline_fts WHERE logs_logline_fts MATCH %s "
+                       "LIMIT %s)", [fts_expr, limit])
+        return cursor.fetchone()[0]
+
+
+def _sqlite_drive_up_to() -> int:
+    """The longest match list that drives a search (SQLITE_DRIVE_COST's break-even)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT max(id) FROM logs_logline")  # the lines ever stored: the rowid b-tree's end
+        lines = cursor.fetchone()[0] or 0
+    return max(SQLITE_DRIVE_UP_TO_MIN, math.isqrt((TOTAL_EXACT_UP_TO + 1) * lines // SQLITE_DRIVE_COST))
+
+
+def _sqlite_matches_among(cursor, fts_expr: str, ids: list[int]) -> set[int]:
+    """Which of `ids` FTS5 matches: one query per run of nearby ids (a doclist seek and the
+    matches up to the run's end), so a window whose lines were ingested far apart (shippers
+    sending the same minutes at once) costs a query per run, not every match in between."""
+    matched: set[int] = set()
+    ordered = sorted(ids)
+    first = 0
+    for i in range(1, len(ordered) + 1):
+        if i == len(ordered) or ordered[i] - ordered[i - 1] > SQLITE_RUN_GAP:
             cursor.execute("SELECT rowid FROM logs_logline_fts WHERE logs_logline_fts MATCH %s "
-                           "AND rowid BETWEEN %s AND %s", [fts_expr, min(ids), max(ids)])
-            matched = {row[0] for row in cursor.fetchall()}
-        found.extend(i for i in ids if i in matched)
-        offset += window
-        window *= 2
-    found = found[:need]
-    lines = LogLine.objects.in_bulk(found)
-    return [lines[i] for i in found]
+                           "AND rowid BETWEEN %s AND %s", [fts_expr, ordered[first], ordered[i - 1]])
+            matched.update(row[0] for row in cursor.fetchall())
+            first = i
+    return matched
+
+
+def _sqlite_walk(scope: QuerySet, fts_expr: str, negated: bool, need: int, count_up_to: int,
+                 after: tuple[datetime, int] | None = None) -> tuple[list[int], int]:
+    """Matches newest first without reading every match: take the next window of lines in
+    `scope` from the time index, and ask FTS5 which of their ids match (a doclist seek per run of
+    nearby ids: exact whatever the id/time correlation, one query when ingest order follows
+    time). Stops once `need` ids are found and more than `count_up_to` counted; returns
+    (the first `need` matching ids, matches counted). Work is bounded by the lines walked, about
+    (need + count_up_to) / the share of lines that match, not by the index set's size."""
+    found: list[int] = []
+    counted, window = 0, SQLITE_WINDOW_FIRST
+    # Raw rows: the keyset needs the last line's stored time only, not a datetime per line.
+    ordered = scope.order_by("-timestamp", "-id").values_list("id", "timestamp")
+    last = (connection.ops.adapt_datetimefield_value(after[0]), after[1]) if after else None
+    with connection.cursor() as cursor:
+        while len(found) < need or counted <= count_up_to:
+            page = ordered.filter(_before(*last)) if last else ordered
+            sql, params = page[:window].query.sql_with_params()
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+            if not rows:
+                break
+            ids = [row[0] for row in rows]
+            matched = _sqlite_matches_among(cursor, fts_expr, ids)
+            for line_id in ids:
+                if (line_id in matched) != negated:
+                    counted += 1
+                    if len(found) < need:
+                        found.append(line_id)
+            last = (rows[-1][1], rows[-1][0])
+            window = min(window * 2, SQLITE_WINDOW_MAX)
+    return found, counted
+
+
+def _in_order(ids: list[int]) -> list[LogLine]:
+    lines = LogLine.objects.in_bulk(ids)
+    return [lines[i] for i in ids]
+
+
+def _sqlite_search(index_set: IndexSet, request: SearchRequest, tree, size: int, after) -> tuple[int, list]:
+    """(total up to TOTAL_EXACT_UP_TO + 1, the page's size + 1 lines) for a full-text query."""
+    expr, negated = querylang.to_fts5(tree)
+    scope = _base(index_set, request)
+    drive_up_to = _sqlite_drive_up_to()
+    if not negated and _sqlite_matches_up_to(expr, drive_up_to + 1) <= drive_up_to:
+        matches = scope.filter(_condition(_SQLITE_DRIVE, [expr]))  # few matches: fetch them all, sort
+        total = matches.order_by().values("id")[: TOTAL_EXACT_UP_TO + 1].count()
+        if after:
+            matches = matches.filter(_after_cursor(after))
+        return total, list(_newest_first(matches, use_time_index=False)[: size + 1])
+    if after is None:
+        ids, total = _sqlite_walk(scope, expr, negated, size + 1, TOTAL_EXACT_UP_TO)
+    else:
+        _, total = _sqlite_walk(scope, expr, negated, 0, TOTAL_EXACT_UP_TO)
+        ids, _ = _sqlite_walk(scope, expr, negated, size + 1, -1, after)
+    return total, _in_order(ids)
 
 
 def search(index_set: IndexSet, request: SearchRequest, size: int, cursor: str | None = None) -> dict:
     tree = validate(request)
-    base = filtered(index_set, request, tree)
-    total = base.order_by().values("id")[: TOTAL_EXACT_UP_TO + 1].count()
-    page = base
-    use_time_index = True
-    common_fts_expr = None
+    after = decode_cursor(cursor) if cursor else None
     if connection.vendor == "sqlite" and tree is not None:
-        expr, negated = querylang.to_fts5(tree)
-        if not negated and total > TOTAL_EXACT_UP_TO:
-            common_fts_expr = expr  # common terms: walk the time index in windows
-            page = _base(index_set, request)
-        elif not negated:
-            use_time_index = False  # few matches: fetch them all from FTS5, sort
-    if cursor:
-        ts, line_id = decode_cursor(cursor)
-        page = page.filter(Q(timestamp__lt=ts) | Q(timestamp=ts, id__lt=line_id))
-    if common_fts_expr is not None:
-        hits = _sqlite_windowed(page, common_fts_expr, size + 1)
-    else:
-        hits = list(_newest_first(page, use_time_index)[: size + 1])
-    return page_result(index_set, total, hits, size)
+        total, hits = _sqlite_search(index_set, request, tree, size, after)
+        return page_result(index_set, total, hits, size)
+    matches = filtered(index_set, request, tree)
+    total = matches.order_by().values("id")[: TOTAL_EXACT_UP_TO + 1].count()
+    if after:
+        matches = matches.filter(_after_cursor(after))
+    return page_result(index_set, total, list(_newest_first(matches, use_time_index=True)[: size + 1]), size)
 
 
 def page_result(index_set: IndexSet, total: int, hits: list, size: int) -> dict:
@@ -279,7 +383,24 @@ _BUCKET_SQL = {
 
 def histogram(index_set: IndexSet, request: SearchRequest, interval: int) -> dict[int, int]:
     """Matching lines per bucket of `interval` seconds (GROUP BY the truncated time)."""
-    qs = filtered(index_set, request, plan="probe").order_by()
     bucket = RawSQL(_BUCKET_SQL[connection.vendor], [interval, interval], output_field=IntegerField())
-    rows = qs.annotate(bucket=bucket).values("bucket").annotate(n=Count("id")).values_list("bucket", "n")
-    return {int(start): n for start, n in rows}
+
+    def per_bucket(qs: QuerySet) -> dict[int, int]:
+        rows = qs.order_by().annotate(bucket=bucket).values("bucket").annotate(n=Count("id")).values_list("bucket", "n")
+        return {int(start): n for start, n in rows}
+
+    tree = validate(request)
+    if connection.vendor != "sqlite" or tree is None:
+        return per_bucket(filtered(index_set, request, tree))
+    # SQLite: FTS5's matches within the id range of the time range drive (a rowid lookup each),
+    # where probing FTS5 once per line of the range cost 37 us a line; NOT: every line less those.
+    expr, negated = querylang.to_fts5(tree)
+    scope = _base(index_set, request)
+    ids = _base(index_set, SearchRequest(start=request.start, end=request.end)).aggregate(lo=Min("id"), hi=Max("id"))
+    if ids["lo"] is None:
+        return {}
+    matched = per_bucket(scope.filter(_condition(_SQLITE_DRIVE_RANGE, [expr, ids["lo"], ids["hi"]])))
+    if not negated:
+        return matched
+    every = per_bucket(scope)
+    return {start: n - matched.get(start, 0) for start, n in every.items() if n > matched.get(start, 0)}

@@ -117,9 +117,28 @@ def test_total_is_a_lower_bound_past_ten_thousand(make_index_set, admin_token, s
         search_module.TOTAL_EXACT_UP_TO = saved
 
 
-def test_common_term_pages_are_exact_when_time_and_ingest_order_differ(make_index_set, admin_token, search, stored):
-    """The SQLite plan for common terms walks the time index in windows and asks FTS5 per rowid
-    range: with timestamps shuffled against ids it must still page newest first, exactly once."""
+def _all_pages(search, name, token, size=7, **params):
+    seen, totals, cursor = [], [], None
+    while True:
+        body = search(name, token, size=size, **params, **({"cursor": cursor} if cursor else {})).json()
+        seen += [h["message"] for h in body["hits"]]
+        totals.append((body["total"], body["total_relation"]))
+        cursor = body["next_cursor"]
+        if not cursor:
+            return seen, totals
+
+
+@pytest.mark.parametrize("q, start, keep", [
+    ("even", None, lambda i, t: i % 2 == 0),
+    ("-even", None, lambda i, t: i % 2 == 1),
+    ("item NOT odd", "2026-01-01T00:00:30Z", lambda i, t: i % 2 == 0 and t >= 30),
+    ('"item 1" OR odd', None, lambda i, t: i % 2 == 1 or i == 1),
+])
+def test_common_term_pages_are_exact_when_time_and_ingest_order_differ(make_index_set, admin_token, search, stored,
+                                                                         monkeypatch, q, start, keep):
+    """The SQLite plan for common and negated terms walks the time index in windows and asks FTS5
+    per rowid range: with timestamps shuffled against ids it must still page newest first, exactly
+    once, with the same totals as the plan driven by the match list (and as the other backends)."""
     import random
     from datetime import datetime, timedelta, timezone
 
@@ -133,18 +152,15 @@ def test_common_term_pages_are_exact_when_time_and_ingest_order_differ(make_inde
     stored.add(index_set, [(base + timedelta(seconds=offsets[i] // 2), f"item {i} {'even' if i % 2 == 0 else 'odd'}", {})
                            for i in range(200)])
     # Newest first, ties by id: ids grow with i on every store.
-    expected = [f"item {i} even" for i in sorted(range(0, 200, 2), key=lambda i: (offsets[i] // 2, i), reverse=True)]
-    saved = search_module.TOTAL_EXACT_UP_TO
-    search_module.TOTAL_EXACT_UP_TO = 5  # force the common-term plan
-    try:
-        seen, cursor = [], None
-        while True:
-            params = {"q": "even", "size": 7, **({"cursor": cursor} if cursor else {})}
-            body = search("shuffled", admin_token, **params).json()
-            seen += [h["message"] for h in body["hits"]]
-            cursor = body["next_cursor"]
-            if not cursor:
-                break
-    finally:
-        search_module.TOTAL_EXACT_UP_TO = saved
-    assert seen == expected and len(seen) == 100
+    kept = [i for i in range(200) if keep(i, offsets[i] // 2)]
+    expected = [f"item {i} {'even' if i % 2 == 0 else 'odd'}" for i in sorted(kept, key=lambda i: (offsets[i] // 2, i), reverse=True)]
+    params = {"q": q, **({"start": start} if start else {})}
+    monkeypatch.setattr(search_module, "TOTAL_EXACT_UP_TO", 40)  # totals past it are lower bounds
+    expected_total = (min(len(expected), 40), "gte" if len(expected) > 40 else "eq")
+    monkeypatch.setattr(search_module, "_sqlite_drive_up_to", lambda: 0)  # force the walk, in small windows
+    monkeypatch.setattr(search_module, "SQLITE_WINDOW_FIRST", 3)
+    monkeypatch.setattr(search_module, "SQLITE_WINDOW_MAX", 16)
+    walked, totals = _all_pages(search, "shuffled", admin_token, **params)
+    assert walked == expected and set(totals) == {expected_total}
+    monkeypatch.setattr(search_module, "_sqlite_drive_up_to", lambda: 10**6)  # the match list drives where it can
+    assert _all_pages(search, "shuffled", admin_token, **params) == (expected, totals)

@@ -252,3 +252,61 @@ def test_requeue_windows_a_batch_by_its_tasks_hard_limit_and_an_export_by_ten_mi
     monkeypatch.setattr(tasks.run_export, "apply_async", lambda args, **kw: sent.append(args[0]))
     assert tasks.requeue_pending_batches() == 1 and sent == [str(dead.id)]
     client.flushdb()
+
+
+@pytest.mark.django_db(transaction=True)  # CREATE INDEX CONCURRENTLY runs outside any transaction
+def test_fill_search_vectors_moves_an_old_database_to_stored_vectors_while_it_serves(make_index_set, admin_token, search):
+    """A database from before migration 0011 (lines without a stored vector, the old expression
+    index): search answers from the expression meanwhile, a line written now gets its vector from
+    the trigger, and `fill_search_vectors` (resumable, in chunks) stores the rest, swaps the indexes
+    and search reads the column, with the same answers throughout."""
+    from django.conf import settings
+    from django.db import connection
+
+    from bklog.logs import search as search_module
+    from bklog.logs.database_store import OLD_FULLTEXT_INDEX, use_search_vectors
+
+    index_set, _ = make_index_set("app")
+    _fill(index_set, 250)
+    if settings.BKLOG_SEARCH_BACKEND != "database" or connection.vendor != "postgresql":
+        out = io.StringIO()
+        call_command("fill_search_vectors", stdout=out)
+        assert "nothing to do" in out.getvalue() or connection.vendor == "postgresql"
+        return
+
+    def indexes():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT indexname FROM pg_indexes WHERE indexname IN (%s, %s)",
+                           [search_module.SEARCH_VECTOR_INDEX, OLD_FULLTEXT_INDEX])
+            return {row[0] for row in cursor.fetchall()}
+
+    def answers():
+        return [(q, search("app", admin_token, q=q, size=500).json()["total"]) for q in ("line", '"line 7"', "-7", "12 OR 13")]
+
+    expected = answers()
+    try:
+        with connection.cursor() as cursor:  # as migration 0011 leaves a populated database
+            cursor.execute(f"DROP INDEX {search_module.SEARCH_VECTOR_INDEX}")
+            cursor.execute(f"CREATE INDEX {OLD_FULLTEXT_INDEX} ON logs_logline USING gin (to_tsvector('simple', message))")
+            cursor.execute("UPDATE logs_logline SET search_vector = NULL")
+        search_module._vectors_ready.clear()
+        assert not search_module.search_vector_ready() and answers() == expected
+        _fill(index_set, 1, start=timezone.now())  # written by either release: the trigger stores its vector
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM logs_logline WHERE search_vector IS NOT NULL")
+            assert cursor.fetchone()[0] == 1
+            cursor.execute("UPDATE logs_logline SET search_vector = to_tsvector('simple', message) WHERE id IN "
+                           "(SELECT id FROM logs_logline ORDER BY id LIMIT 100)")  # an earlier run that stopped
+        expected = answers()
+        out = io.StringIO()
+        call_command("fill_search_vectors", "--chunk", "100", stdout=out)
+        assert "search vectors complete (150 lines filled)" in out.getvalue(), out.getvalue()
+        assert indexes() == {search_module.SEARCH_VECTOR_INDEX} and search_module.search_vector_ready()
+        assert answers() == expected
+        out = io.StringIO()
+        call_command("fill_search_vectors", stdout=out)  # again (every deploy runs it): nothing to do
+        assert out.getvalue().startswith("unchanged") and indexes() == {search_module.SEARCH_VECTOR_INDEX}
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("UPDATE logs_logline SET search_vector = to_tsvector('simple', message) WHERE search_vector IS NULL")
+        use_search_vectors(connection, concurrently=False)

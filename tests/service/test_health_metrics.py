@@ -53,8 +53,8 @@ def test_readyz_names_a_broken_index(client, settings):
             "CREATE TRIGGER logs_logline_fts_ai AFTER INSERT ON logs_logline BEGIN "
             "INSERT INTO logs_logline_fts(rowid, message) VALUES (new.id, new.message); END")
     else:
-        drop, restore = "DROP INDEX logs_logline_message_fts", (
-            "CREATE INDEX logs_logline_message_fts ON logs_logline USING gin (to_tsvector('simple', message))")
+        drop, restore = "DROP INDEX logs_logline_search_vector", (
+            "CREATE INDEX logs_logline_search_vector ON logs_logline USING gin (search_vector)")
     with connection.cursor() as cursor:
         cursor.execute(drop)
     try:

@@ -17,7 +17,10 @@ LINES = [
 @pytest.fixture
 def loaded(make_index_set, ingest, admin_token):
     _, token = make_index_set("app", parse="json")
-    assert ingest("app", token, LINES).status_code == 200
+    _, other = make_index_set("other", parse="json")
+    for line in LINES:  # another index set's matching lines between these, by id and by time
+        assert ingest("app", token, [line]).status_code == 200
+        assert ingest("other", other, [line]).status_code == 200
     return admin_token
 
 
@@ -30,6 +33,8 @@ def histogram(client, token, **params):
     ({"q": "error"}, [1, 1, 0, 1, 0, 0]),
     ({"q": "error", "field.host": "a"}, [1, 1, 0, 0, 0, 0]),
     ({"q": "NOT error"}, [1, 0, 0, 0, 0, 0]),
+    ({"q": "error OR ok"}, [2, 1, 0, 1, 0, 0]),
+    ({"q": "-again -disk", "field.host": "b"}, [1, 0, 0, 0, 0, 0]),
 ])
 def test_counts_per_bucket_with_the_search_filters(client, loaded, params, counts):
     r = histogram(client, loaded, start="2026-03-01T10:00:00Z", end="2026-03-01T10:05:00Z", interval="1m", **params)
