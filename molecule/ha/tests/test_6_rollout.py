@@ -83,7 +83,7 @@ V2_MIGRATION = '''from django.db import migrations, models
 class Migration(migrations.Migration):
     """v2 of molecule/ha test_6_rollout.py: a nullable column and a table."""
 
-    dependencies = [("logs", "0010_index_set_groups")]
+    dependencies = [("logs", "{after}")]
     operations = [
         migrations.AddField("indexset", "upgrade_note", models.CharField(max_length=100, null=True, blank=True)),
         migrations.CreateModel("UpgradeProbe", fields=[("id", models.BigAutoField(primary_key=True, serialize=False)),
@@ -99,7 +99,7 @@ def fail(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("logs", "0011_upgrade_probe")]
+    dependencies = [("logs", "{after}")]
     operations = [
         migrations.CreateModel("HalfDone", fields=[("id", models.BigAutoField(primary_key=True, serialize=False))]),
         migrations.RunPython(fail),
@@ -107,10 +107,16 @@ class Migration(migrations.Migration):
 '''
 
 
+def _add_migration(src: Path, name: str, text: str) -> None:
+    """The next migration of the project's app after its latest one, whatever that is now."""
+    latest = max(p.stem for p in (src / MIGRATIONS).glob("[0-9][0-9][0-9][0-9]_*.py"))
+    (src / MIGRATIONS / f"{int(latest[:4]) + 1:04d}_{name}.py").write_text(text.replace("{after}", latest))
+
+
 @pytest.fixture(scope="module")
 def v2_source(tmp_path_factory) -> Path:
     src = _copy_of_the_project(tmp_path_factory, "v2")
-    (src / MIGRATIONS / "0011_upgrade_probe.py").write_text(V2_MIGRATION)
+    _add_migration(src, "upgrade_probe", V2_MIGRATION)
     return src
 
 
@@ -157,7 +163,7 @@ def test_a_migration_failing_halfway_stops_the_upgrade_before_any_batch(load, v2
     switched; the database is as v2 left it (the transaction rolled back) and the fleet serves v2."""
     src = _copy_of_the_project(tmp_path_factory, "v2-5")
     shutil.copytree(v2_source / MIGRATIONS, src / MIGRATIONS, dirs_exist_ok=True)
-    (src / MIGRATIONS / "0012_half_done.py").write_text(FAILING_MIGRATION)
+    _add_migration(src, "half_done", FAILING_MIGRATION)
     run, traffic = _under_load(load, "rolling_upgrade.yml", "-e", "bklog_version=2.5.0", "-e", f"bklog_source={src}",
                                "-e", f"bklog_backup_dir={tmp_path}")
     assert run.returncode != 0
