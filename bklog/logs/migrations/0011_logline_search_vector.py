@@ -6,7 +6,7 @@ Online, for the rolling upgrade: the column is added empty (no table rewrite, no
 trigger fills it for every line written from now on, by either release. Lines stored before are
 filled by `bklog fill_search_vectors` (resumable, in short transactions), which then builds the
 GIN index CONCURRENTLY and drops the old expression index; search uses the column once that index
-is valid (database_store.search_vector_ready). On an empty table (a new installation) the index is
+is valid (search.search_vector_ready). On an empty table (a new installation) the index is
 built here and the old one dropped at once.
 """
 

@@ -2,6 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
 from bklog.logs.database_store import SEARCH_VECTOR_CHUNK, fill_search_vectors
+from bklog.logs.search import SEARCH_VECTOR_INDEX
 
 
 class Command(BaseCommand):
@@ -25,6 +26,6 @@ class Command(BaseCommand):
 
         filled = fill_search_vectors(chunk, report)
         if filled is None:
-            self.stdout.write("unchanged: every line has its search vector, index logs_logline_search_vector in use")
+            self.stdout.write(f"unchanged: every line has its search vector, index {SEARCH_VECTOR_INDEX} in use")
             return
-        self.stdout.write(f"search vectors complete ({filled} lines filled), index logs_logline_search_vector in use")
+        self.stdout.write(f"search vectors complete ({filled} lines filled), index {SEARCH_VECTOR_INDEX} in use")
