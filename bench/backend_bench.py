@@ -65,6 +65,7 @@ for base in range(part * chunk, total, parts * chunk):
 if store.name == "opensearch":
     store.client.indices.refresh(index=store.pattern("bench"))
 '''
+NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL", "opensearch": "OpenSearch"}
 FILL_PROCESSES = 2  # one writer per core here: the pipeline runs several (app.yml), as in production
 TODAY = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
 # the fill's lines span the seven days before today: inside the index set's retention, so every
@@ -188,11 +189,15 @@ def run(backend: str, lines: int, searches: int, bulk_batches: int) -> dict:
                     refused[kind] = refused.get(kind, 0) + 1
         status, body = stack.get("/api/v1/index_sets/bench", api)
         stored = json.loads(body)["lines"]
+        from results import server_memory
+
+        memory = server_memory(stack.procs["gunicorn"].pid)  # after the ingest and every search
         stack.close()
         return {"fill_s": fill_s, "fill_lines_per_s": lines / fill_s,
                 "bulk_lines_per_s": bulk_batches * 1000 / bulk_wall, "bulk_p95_ms": p95(latencies) * 1000,
                 "search": {k: (statistics.median(v), p95(v)) if v else (None, None) for k, v in timings.items()},
-                "refused": refused, "all_p95_ms": p95([t for v in timings.values() for t in v]), "stored": stored}
+                "refused": refused, "all_p95_ms": p95([t for v in timings.values() for t in v]), "stored": stored,
+                "api_memory": memory}
     finally:
         stop(work / "pg")
         opensearch.stop(work / "os")
@@ -227,7 +232,7 @@ def main() -> None:
         print(backend, json.dumps(results[backend]), flush=True)
     kinds = list(next(iter(results.values()))["search"])
     out = [
-        f"## Backends at {args.lines:,} lines: SQLite, PostgreSQL, OpenSearch — {datetime.now().strftime('%Y-%m-%d %H:%M')}",
+        f"## Backends at {args.lines:,} lines: {', '.join(NAMES[b] for b in results)} — {datetime.now().strftime('%Y-%m-%d %H:%M')}",
         "",
         f"Machine: {os.cpu_count()} cores, shared; one run (bench/backend_bench.py). Each backend filled with the same "
         f"{args.lines:,} generated lines over the 7 days before the run through the line store by {FILL_PROCESSES} processes (10,000-line transactions; OpenSearch "
@@ -245,10 +250,20 @@ def main() -> None:
             "| kind | " + " | ".join(results) + " |", "| --- | " + " | ".join("---:" for _ in results) + " |"]
     for kind in kinds:
         out.append(f"| {kind} | " + " | ".join(cell(r, kind) for r in results.values()) + " |")
-    out.append("")
-    from results import publish
+    out += ["", "The API's gunicorn after the ingest and every search (RSS of each worker; PSS of master and workers, "
+            "shared pages counted once): " + "; ".join(
+                f"{backend} RSS median {r['api_memory']['worker_rss_mib_median']} MiB, max {r['api_memory']['worker_rss_mib_max']} MiB, "
+                f"PSS {r['api_memory']['program_pss_mib']} MiB" for backend, r in results.items()) + ".", ""]
+    from results import machine, publish, record_rates
 
     publish("\n".join(out), args.write)
+    if args.write:
+        for backend, r in results.items():
+            record_rates(backend, ("search", args.lines), {
+                "date": datetime.now().strftime("%Y-%m-%d"), "machine": machine(),
+                "p95_ms": {kind: None if p95_ms is None else round(p95_ms) for kind, (_, p95_ms) in r["search"].items()},
+                "stopped_at_timeout": r["refused"], "bulk_lines_per_second": round(r["bulk_lines_per_s"]),
+                "api_memory": r["api_memory"]})
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from servers import free_port, start_postgres, start_redis, stop  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
-from results import publish  # noqa: E402
+from results import machine, publish, record_rates, server_memory  # noqa: E402
 
 BIN = Path(sys.executable).parent
 WORDS = [f"w{i:04d}" for i in range(5000)]
@@ -138,6 +138,7 @@ def main() -> None:
         batch.write_text("\n".join(message(rng, i) for i in range(1000)) + "\n")
         results["ingest"] = wrk(api + "/api/v1/index_sets/bench/ingest", d, min(c, 8), WRK_METHOD="POST",
                                 WRK_BODY_FILE=str(batch), WRK_AUTH=ingest_token, WRK_CTYPE="text/plain")
+        memory = {"api": server_memory(procs[0].pid)}  # after the searches and the ingest: steady state
         results["hello_2"] = wrk(hello + "/", d, c)
         for p in procs:
             p.terminate()
@@ -146,7 +147,8 @@ def main() -> None:
         procs.clear()
 
         pipeline = pipeline_bench(env, redis_url, args.pipeline_batches, work)
-        report(args, results, pipeline, load_s)
+        memory["pipeline"] = pipeline.pop("memory")
+        report(args, results, pipeline, memory, load_s)
     finally:
         for p in procs:
             p.kill()
@@ -199,23 +201,22 @@ def pipeline_bench(env: dict, redis_url: str, batches: int, work: Path) -> dict:
         while IngestBatch.objects.filter(status=IngestBatch.PENDING).exists():
             time.sleep(0.05)
         elapsed = time.perf_counter() - t0
+        memory = server_memory(worker.pid)
     finally:
         worker.terminate()
         worker.wait(timeout=120)
     return {"tasks": batches, "seconds": elapsed, "tasks_per_s": batches / elapsed,
-            "concurrency": spec["concurrency"], "lines_per_task": 100}
+            "concurrency": spec["concurrency"], "lines_per_task": 100, "memory": memory}
 
 
-def report(args, results: dict, pipeline: dict, load_s: float) -> None:
+def report(args, results: dict, pipeline: dict, memory: dict, load_s: float) -> None:
     hello_rps = statistics.median([results["hello_1"]["rps"], results["hello_2"]["rps"]])
     hello_p95 = statistics.median([results["hello_1"]["p95_ms"], results["hello_2"]["p95_ms"]])
-    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                if l.startswith("model name")), platform.processor())
     lines = [
         f"## Service through gunicorn ({args.backend}, {args.lines:,} lines) — "
         f"{datetime.now().strftime('%Y-%m-%d %H:%M')}",
         "",
-        f"Machine: {os.cpu_count()} cores ({cpu}), {round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB, "
+        f"Machine: {machine()}, "
         f"Python {platform.python_version()}. gunicorn default config (workers = 2 x cores = {2 * os.cpu_count()}, sync). "
         f"wrk 2 threads, {args.connections} connections ({min(args.connections, 8)} for ingest), {args.duration} s per run, "
         f"loopback. Index loaded in {load_s:.0f} s.",
@@ -240,8 +241,22 @@ def report(args, results: dict, pipeline: dict, load_s: float) -> None:
         f"queued batches of {pipeline['lines_per_task']} lines in {pipeline['seconds']:.1f} s: "
         f"**{pipeline['tasks_per_s']:.1f} tasks/s** ({pipeline['tasks_per_s'] * pipeline['lines_per_task']:,.0f} lines/s).",
         "",
+        "Memory at steady state (RSS of each worker process; PSS of the program, master and workers, shared pages "
+        "counted once): " + "; ".join(
+            f"{name}: {m['workers']} workers, RSS median {m['worker_rss_mib_median']} MiB, max {m['worker_rss_mib_max']} MiB, "
+            f"program PSS {m['program_pss_mib']} MiB" for name, m in (("API (gunicorn, after search and ingest)", memory["api"]),
+                                                                      ("pipeline worker program", memory["pipeline"]))) + ".",
+        "",
     ]
     publish("\n".join(lines), args.write)
+    if args.write:
+        record_rates(args.backend, ("service",), {
+            "date": datetime.now().strftime("%Y-%m-%d"), "machine": machine(), "lines": args.lines,
+            "healthz_per_second": round(results["healthz"]["rps"]), "hello_world_per_second": round(hello_rps),
+            "search_per_second": round(results["search"]["rps"], 1), "search_p95_ms": round(results["search"]["p95_ms"]),
+            "ingest_lines_per_second": round(results["ingest"]["rps"] * 1000),
+            "pipeline_tasks_per_second": round(pipeline["tasks_per_s"], 1), "pipeline_lines_per_task": pipeline["lines_per_task"],
+            "api_memory": memory["api"], "pipeline_memory": memory["pipeline"]})
 
 if __name__ == "__main__":
     main()

@@ -15,6 +15,7 @@ from bklog.logs.models import LogLine
 RETENTION_CHUNK = 5000
 SEARCH_VECTOR_CHUNK = 10000  # lines per transaction of fill_search_vectors
 OLD_FULLTEXT_INDEX = "logs_logline_message_fts"  # PostgreSQL's expression index before migration 0011
+SEARCH_VECTOR_TRIGGER = "logs_logline_search_vector"  # migration 0011's: stores each new line's vector
 
 
 def use_search_vectors(conn=connection, concurrently: bool = True) -> bool:
@@ -148,7 +149,7 @@ class DatabaseStore:
                                [search.SEARCH_VECTOR_INDEX, OLD_FULLTEXT_INDEX])
                 if cursor.fetchone()[0] == 0:
                     raise RuntimeError(f"GIN index {search.SEARCH_VECTOR_INDEX} (or {OLD_FULLTEXT_INDEX}) is missing")
-                cursor.execute("SELECT 1 FROM pg_trigger WHERE tgname = 'logs_logline_search_vector'")
+                cursor.execute("SELECT 1 FROM pg_trigger WHERE tgname = %s", [SEARCH_VECTOR_TRIGGER])
                 if cursor.fetchone() is None:
-                    raise RuntimeError("trigger logs_logline_search_vector is missing: new lines would not be searchable")
+                    raise RuntimeError(f"trigger {SEARCH_VECTOR_TRIGGER} is missing: new lines would not be searchable")
         return "ok"
