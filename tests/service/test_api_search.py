@@ -164,3 +164,54 @@ def test_common_term_pages_are_exact_when_time_and_ingest_order_differ(make_inde
     assert walked == expected and set(totals) == {expected_total}
     monkeypatch.setattr(search_module, "_sqlite_drive_up_to", lambda: 10**6)  # the match list drives where it can
     assert _all_pages(search, "shuffled", admin_token, **params) == (expected, totals)
+    # PostgreSQL's plans (no-ops elsewhere): walks of 16 lines that fall back to the word's index,
+    # and the word's index alone (a probe that found nothing), give the same pages.
+    monkeypatch.setattr(search_module, "PG_PROBE_LINES", 3)
+    monkeypatch.setattr(search_module, "PG_WALK_LINES", 16)
+    assert _all_pages(search, "shuffled", admin_token, **params) == (expected, totals)
+    monkeypatch.setattr(search_module, "PG_WALK_LINES", 1000)  # the count walked too
+    assert _all_pages(search, "shuffled", admin_token, **params) == (expected, totals)
+    monkeypatch.setattr(search_module._PgWalk, "probe", lambda self, lines: (0, lines))
+    assert _all_pages(search, "shuffled", admin_token, **params) == (expected, totals)
+
+
+def test_postgresql_plans_do_not_wait_for_statistics(make_index_set, stored, monkeypatch):
+    """A table the pipeline filled before autovacuum analyzed it: the planner, left alone, ANDed
+    the index set's whole bitmap with the word's and sorted every match (issue 18). The search
+    holds its own plan: a page of a common word reads about the lines it shows, whatever the
+    statistics say (pg_stat_xact_user_tables: this transaction's reads of the lines' table)."""
+    from datetime import datetime, timedelta, timezone
+
+    from django.db import connection, transaction
+
+    from bklog.logs import search as search_module
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's planner")
+    index_set, _ = make_index_set("unanalyzed")
+    base = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    stored.add(index_set, [(base + timedelta(seconds=i), f"{'INFO' if i % 10 < 7 else 'WARN'} line {i}", {"n": str(i % 8)})
+                           for i in range(5000)])
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM pg_statistic WHERE starelid = 'logs_logline'::regclass")
+    monkeypatch.setattr(search_module, "TOTAL_EXACT_UP_TO", 40)
+    monkeypatch.setattr(search_module, "PG_PROBE_LINES", 200)
+
+    def read_so_far(cursor) -> int:  # in this transaction (the test's)
+        cursor.execute("SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables "
+                       "WHERE relname = 'logs_logline'")
+        return cursor.fetchone()[0]
+
+    def lines_read(request) -> tuple[int, dict]:
+        with transaction.atomic(), connection.cursor() as cursor:
+            before = read_so_far(cursor)
+            result = search_module.search(index_set, request, 10)
+            return read_so_far(cursor) - before, result
+
+    for request in (search_module.SearchRequest(q="INFO"), search_module.SearchRequest(q="-INFO"),
+                    search_module.SearchRequest(fields={"n": "3"})):
+        read, result = lines_read(request)
+        assert result["total_relation"] == "gte" and len(result["hits"]) == 10
+        assert read < 1000, (request, read)  # the probe, the count to 41 and the page: not the 3,500 matches
+    read, result = lines_read(search_module.SearchRequest(q="2500"))  # one line: the word's index finds it
+    assert [h["message"] for h in result["hits"]] == ["INFO line 2500"] and read < 1000
