@@ -398,10 +398,14 @@ class _PgWalk:
             sqls.append(f"logs_logline.vector @@ {sql}")
             self.params += params
         self.match = " AND ".join(sqls) or "TRUE"
+        self._fills: dict = {}  # (lines, after) -> bool: asked for the count and for the page alike
+
+    def _newest(self, after=None) -> QuerySet:
+        qs = self.scope.filter(_after_cursor(after)) if after else self.scope
+        return qs.order_by("-timestamp", "-id")
 
     def _window(self, lines: int | None, after=None) -> tuple[str, list]:
-        qs = self.scope.filter(_after_cursor(after)) if after else self.scope
-        qs = qs.order_by("-timestamp", "-id").annotate(vector=RawSQL("logs_logline.search_vector", []))
+        qs = self._newest(after).annotate(vector=RawSQL("logs_logline.search_vector", []))
         window = qs.values("id", "vector", "fields")
         sql, params = (window if lines is None else window[:lines]).query.sql_with_params()
         return sql, list(params)
@@ -409,8 +413,9 @@ class _PgWalk:
     def fills(self, lines: int, after=None) -> bool:
         """The scope (after the cursor) has at least `lines` lines: a window of that many that
         came short of its matches was the whole scope, and what it found is all there is."""
-        qs = self.scope.filter(_after_cursor(after)) if after else self.scope
-        return qs.order_by("-timestamp", "-id").values("id")[:lines].count() >= lines
+        if (lines, after) not in self._fills:
+            self._fills[lines, after] = self._newest(after).values("id")[:lines].count() >= lines
+        return self._fills[lines, after]
 
     def probe(self, lines: int) -> tuple[int, int]:
         """(matches, lines) among the newest `lines` lines."""
