@@ -12,6 +12,8 @@
   verifying each certificate and the address it was reached at. The master is killed during
   ingest: the same figures, and every accepted batch is indexed (a task lost with the master is
   sent again by requeue_pending_batches).
+- PgBouncer through a promotion: roles/postgresql's Patroni callback, rendered from the role, makes
+  the pool of a promoted standby forget its in_hot_standby=on (see that test).
 
 Here the "hosts" are processes on loopback (one machine): what is real is the engines and the
 service; the fleet-wide proof with killed hosts lives in the molecule scenarios. A real Prometheus
@@ -331,6 +333,103 @@ def test_patroni_failover_loses_no_accepted_line(processes, tmp_path, postgres_d
               f"{primary} back as a replica of {new_primary}", 120)
     finally:
         stack.close()
+
+
+def test_pgbouncer_forgets_the_standby_when_its_member_is_promoted(processes, postgres_dir):
+    """roles/postgresql's Patroni callback (bklog-pgbouncer-reconnect), rendered from the role and
+    run as Patroni runs it on a promotion: right after `pg_ctl promote -W`, before the promotion
+    ends. A client that reaches the member's PgBouncer in that window makes its pool remember the
+    standby's in_hot_standby=on, which PgBouncer then hands every new client: libpq's
+    target_session_attrs=read-write would refuse the new primary ("session is read-only") until
+    the next role change (molecule/ha's kill of the primary's host, twice on a loaded machine).
+    Here a primary, its streaming standby and PgBouncer in front of the standby (a replica's
+    host); Patroni itself is not needed to hold the window open, so the test opens it by hand."""
+    import jinja2
+    import psycopg
+
+    bindir, sockets = _pg_bin(), postgres_dir
+    shutil.chown(sockets, "postgres", "postgres")
+    primary, standby, bouncer = free_port(), free_port(), free_port()
+
+    def as_postgres(*args: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True)
+
+    def pg_start(name: str, port: int) -> None:
+        as_postgres(str(bindir / "pg_ctl"), "-D", str(sockets / name), "-l", str(sockets / f"{name}.log"), "-w", "start",
+                    "-o", f"-p {port} -k {sockets} -c listen_addresses='' -c fsync=off")
+
+    as_postgres(str(bindir / "initdb"), "-D", str(sockets / "primary"), "-U", "postgres", "--auth=trust", "--no-sync")
+    pg_start("primary", primary)
+    try:
+        as_postgres(str(bindir / "pg_basebackup"), "-h", str(sockets), "-p", str(primary), "-U", "postgres",
+                    "-D", str(sockets / "standby"), "-R")
+        pg_start("standby", standby)
+        (sockets / "userlist.txt").write_text('"postgres" ""\n')
+        (sockets / "pgbouncer.ini").write_text(f"""[databases]
+bklog = host={sockets} port={standby} dbname=postgres
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {bouncer}
+unix_socket_dir = {sockets}
+auth_type = trust
+auth_file = {sockets}/userlist.txt
+admin_users = postgres
+pool_mode = transaction
+logfile = {sockets}/pgbouncer.log
+pidfile = {sockets}/pgbouncer.pid
+""")
+        processes.start("pgbouncer", ["/usr/sbin/pgbouncer", str(sockets / "pgbouncer.ini")], user="postgres")
+        url = f"host=127.0.0.1 port={bouncer} dbname=bklog user=postgres"
+        wait_until(lambda: _connects(url), "PgBouncer in front of the standby", 30)
+
+        template = ROOT / "roles/postgresql/templates/usr/local/bin/bklog-pgbouncer-reconnect.j2"
+        callback = sockets / "bklog-pgbouncer-reconnect"
+        callback.write_text(jinja2.Template(template.read_text()).render(**{
+            "ansible_managed": "test", "__postgresql_socket_dir": str(sockets), "postgresql_port": standby,
+            "postgresql_pgbouncer_port": bouncer, "postgresql_database": "bklog",
+            "postgresql_pgbouncer_reconnect_timeout": 60}))
+        callback.chmod(0o755)
+
+        # A client of the standby's PgBouncer, idle: the callback's first KILL drops it.
+        idle = psycopg.connect(url, autocommit=True)
+        running = subprocess.Popen(["runuser", "-u", "postgres", "--", str(callback), "on_role_change", "promoted", "bklog"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        wait_until(lambda: not _still_connected(idle), "the callback's first KILL", 30, every=0.05)
+        # The window: a client arrives while the standby still replays; the pool logs in anew.
+        with psycopg.connect(url, autocommit=True) as early:
+            assert early.info.parameter_status("in_hot_standby") == "on"
+        as_postgres(str(bindir / "pg_ctl"), "-D", str(sockets / "standby"), "-w", "promote")
+        output, _ = running.communicate(timeout=90)
+        assert running.returncode == 0, output
+
+        with psycopg.connect(url, autocommit=True, target_session_attrs="read-write") as client:
+            assert client.info.parameter_status("in_hot_standby") == "off"
+            client.execute("CREATE TABLE written_after_the_promotion (id int)")
+    finally:
+        for name in ("standby", "primary"):
+            if (sockets / name / "postmaster.pid").exists():
+                subprocess.run(["runuser", "-u", "postgres", "--", str(bindir / "pg_ctl"), "-D", str(sockets / name),
+                                "-m", "immediate", "stop"], capture_output=True)
+
+
+def _connects(url: str) -> bool:
+    import psycopg
+
+    try:
+        psycopg.connect(url, connect_timeout=2).close()
+        return True
+    except psycopg.OperationalError:
+        return False
+
+
+def _still_connected(conn) -> bool:
+    import psycopg
+
+    try:
+        conn.execute("SELECT 1")
+        return True
+    except psycopg.OperationalError:
+        return False
 
 
 # ------------------------------------------------------------------------------- alerts
