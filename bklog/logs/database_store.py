@@ -5,25 +5,28 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 
-from bklog.logs import search
+from bklog.logs import partitions, search
 from bklog.logs.lines import chunks, current_versions
 from bklog.logs.models import LogLine
 
 RETENTION_CHUNK = 5000
 SEARCH_VECTOR_CHUNK = 10000  # lines per transaction of fill_search_vectors
-OLD_FULLTEXT_INDEX = "logs_logline_message_fts"  # PostgreSQL's expression index before migration 0011
-SEARCH_VECTOR_TRIGGER = "logs_logline_search_vector"  # migration 0011's: stores each new line's vector
+OLD_FULLTEXT_INDEX = search.OLD_FULLTEXT_INDEX
+SEARCH_VECTOR_TRIGGER = search.SEARCH_VECTOR_TRIGGER
 
 
 def use_search_vectors(conn=connection, concurrently: bool = True) -> bool:
     """PostgreSQL, once every line has its stored vector: build their GIN index, then drop the
     expression index it replaces; search switches to the column when the new index is valid.
     CONCURRENTLY: writes and searches go on during the build (outside any transaction)."""
-    how = "CONCURRENTLY " if concurrently else ""
     with conn.cursor() as cursor:
+        # A partitioned table had the index before it was partitioned (partitions.convert): this
+        # builds it there only when a test takes it away, and PostgreSQL builds no such index
+        # CONCURRENTLY.
+        how = "CONCURRENTLY " if concurrently and not partitions.is_partitioned(cursor) else ""
         cursor.execute("SELECT (SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)), to_regclass(%s)",
                        [search.SEARCH_VECTOR_INDEX, OLD_FULLTEXT_INDEX])
         valid, old = cursor.fetchone()
@@ -69,6 +72,21 @@ class DatabaseStore:
         return None
 
     def insert(self, index_set, parsed, batch=None, first_id=None, doc_ids=None) -> None:
+        days = {partitions.day_of(ts) for ts, _, _ in parsed}
+        partitions.ensure_days(days)
+        try:
+            with transaction.atomic():
+                self._insert(index_set, parsed, batch, doc_ids)
+        except IntegrityError as exc:
+            if not partitions.no_partition_for(exc):
+                raise
+            # A day this process knew is gone (a restore of an older backup): ask the catalog again.
+            partitions.forget_days()
+            partitions.ensure_days(days)
+            with transaction.atomic():
+                self._insert(index_set, parsed, batch, doc_ids)
+
+    def _insert(self, index_set, parsed, batch, doc_ids) -> None:
         if not doc_ids:
             LogLine.objects.bulk_create(
                 [LogLine(index_set=index_set, timestamp=ts, message=msg, fields=fields, batch=batch) for ts, msg, fields in parsed],
@@ -79,10 +97,10 @@ class DatabaseStore:
         rows = [LogLine(index_set=index_set, timestamp=ts, message=msg, fields=fields, batch=batch, doc_id=doc_id)
                 for (ts, msg, fields), doc_id, kept in zip(parsed, doc_ids, keep) if kept]
         replaced = sorted({row.doc_id for row in rows if row.doc_id is not None})
-        with transaction.atomic():  # the id's line before is gone when the new one is there
-            for chunk in chunks(replaced):
-                LogLine.objects.filter(index_set=index_set, doc_id__in=chunk).delete()
-            LogLine.objects.bulk_create(rows, batch_size=500)
+        # In insert's transaction: the id's line before is gone when the new one is there.
+        for chunk in chunks(replaced):
+            LogLine.objects.filter(index_set=index_set, doc_id__in=chunk).delete()
+        LogLine.objects.bulk_create(rows, batch_size=500)
 
     def count(self, index_set) -> int:
         return LogLine.objects.filter(index_set=index_set).count()
@@ -120,8 +138,15 @@ class DatabaseStore:
             ids = list(LogLine.objects.filter(index_set=index_set, timestamp__lt=cutoff).values_list("id", flat=True)[:RETENTION_CHUNK])
             if not ids:
                 return total
-            with transaction.atomic():
-                total += LogLine.objects.filter(id__in=ids).delete()[0]
+            with transaction.atomic():  # by time too: PostgreSQL looks in the old days' partitions only
+                total += LogLine.objects.filter(id__in=ids, timestamp__lt=cutoff).delete()[0]
+
+    def rotate_days(self, cutoff) -> dict[int, int]:
+        """PostgreSQL: drop the day partitions every index set's retention has passed, make the
+        next days' (bklog/logs/partitions.py). SQLite: one table, nothing to rotate."""
+        dropped = partitions.drop_days_before(cutoff) if cutoff is not None else {}
+        partitions.ensure_days_ahead()
+        return dropped
 
     def drop_index_set(self, name: str) -> None:
         pass  # its LogLine rows go with it (ON DELETE CASCADE)

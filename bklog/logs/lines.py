@@ -71,6 +71,11 @@ class LineStore(Protocol):
 
     def delete_older_than(self, index_set: IndexSet, cutoff: datetime) -> int: ...
 
+    def rotate_days(self, cutoff: datetime | None) -> dict[int, int]:
+        """Whole days of lines older than `cutoff` (every index set's retention has passed them)
+        dropped at once where the store keeps days apart, and the next days made ready; the lines
+        dropped per index set id. Retention runs it before delete_older_than."""
+
     def drop_index_set(self, name: str) -> None: ...
 
     def check(self) -> str:

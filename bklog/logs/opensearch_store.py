@@ -372,6 +372,10 @@ class OpenSearchStore:
             deleted += self._delete_matching(cutoff_day, {"range": {"ts_us": {"lt": to_us(cutoff)}}})
         return deleted
 
+    def rotate_days(self, cutoff) -> dict[int, int]:
+        """Daily indices are each index set's own: delete_older_than drops them."""
+        return {}
+
     def drop_index_set(self, name: str) -> None:
         for index in self._indices(name):
             self.client.indices.delete(index=index, params={"ignore_unavailable": "true"})

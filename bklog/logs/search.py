@@ -181,6 +181,8 @@ _SQLITE_PROBE = ("EXISTS (SELECT 1 FROM logs_logline_fts WHERE logs_logline_fts 
 
 
 SEARCH_VECTOR_INDEX = "logs_logline_search_vector"
+OLD_FULLTEXT_INDEX = "logs_logline_message_fts"  # PostgreSQL's expression index before migration 0011
+SEARCH_VECTOR_TRIGGER = "logs_logline_search_vector"  # migration 0011's: stores each new line's vector
 _vectors_ready: set[str] = set()  # databases (by name) whose stored vectors are complete and indexed
 
 
@@ -335,6 +337,19 @@ def _in_order(ids: list[int]) -> list[LogLine]:
     return [lines[i] for i in ids]
 
 
+def _pg_in_order(found: list[tuple[int, datetime]]) -> list[LogLine]:
+    """The page's lines by (id, timestamp): the primary key of every day's partition, and only the
+    days the page spans are read (by id alone, each partition's key would be searched, and without
+    statistics the planner read whole partitions instead)."""
+    if not found:
+        return []
+    ids = [line_id for line_id, _ in found]
+    with _pg_plan(_PG_WALK):
+        lines = {line.id: line for line in LogLine.objects.filter(
+            id__in=ids, timestamp__range=(min(ts for _, ts in found), max(ts for _, ts in found)))}
+    return [lines[i] for i in ids]
+
+
 def _sqlite_search(index_set: IndexSet, request: SearchRequest, tree, size: int, after) -> tuple[int, list]:
     """(total up to TOTAL_EXACT_UP_TO + 1, the page's size + 1 lines) for a full-text query."""
     expr, negated = querylang.to_fts5(tree)
@@ -406,7 +421,7 @@ class _PgWalk:
 
     def _window(self, lines: int | None, after=None) -> tuple[str, list]:
         qs = self._newest(after).annotate(vector=RawSQL("logs_logline.search_vector", []))
-        window = qs.values("id", "vector", "fields")
+        window = qs.values("id", "timestamp", "vector", "fields")
         sql, params = (window if lines is None else window[:lines]).query.sql_with_params()
         return sql, list(params)
 
@@ -433,14 +448,14 @@ class _PgWalk:
                            params + self.params + [up_to])
             return cursor.fetchone()[0]
 
-    def page(self, lines: int | None, need: int, after=None) -> list[int]:
-        """The first `need` matching ids among the `lines` lines after the cursor. The window's
-        order is kept through the filter and the limit (a subquery scan does not reorder)."""
+    def page(self, lines: int | None, need: int, after=None) -> list[tuple[int, datetime]]:
+        """The first `need` matches (id, timestamp) among the `lines` lines after the cursor. The
+        window's order is kept through the filter and the limit (a subquery scan does not reorder)."""
         sql, params = self._window(lines, after)
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT logs_logline.id FROM ({sql}) logs_logline WHERE {self.match} LIMIT %s",
-                           params + self.params + [need])
-            return [row[0] for row in cursor.fetchall()]
+            cursor.execute(f"SELECT logs_logline.id, logs_logline.timestamp FROM ({sql}) logs_logline "
+                           f"WHERE {self.match} LIMIT %s", params + self.params + [need])
+            return [(line_id, ts) for line_id, ts in cursor.fetchall()]
 
 
 def _pg_search(index_set: IndexSet, request: SearchRequest, tree, size: int, after) -> tuple[int, list]:
@@ -451,10 +466,10 @@ def _pg_search(index_set: IndexSet, request: SearchRequest, tree, size: int, aft
     total = ids = None
     with _pg_plan(_PG_WALK):
         if tree is None or querylang.to_fts5(tree)[1]:  # no words, or a negation: no index can drive
-            return walk.count(None, up_to), _in_order(walk.page(None, size + 1, after))
+            return walk.count(None, up_to), _pg_in_order(walk.page(None, size + 1, after))
         matched, lines = walk.probe(PG_PROBE_LINES)
         if lines < PG_PROBE_LINES:  # the probe read the whole scope
-            return matched, _in_order(walk.page(None, size + 1, after))
+            return matched, _pg_in_order(walk.page(None, size + 1, after))
         if matched:
             counted = None
             if up_to * lines / matched <= PG_WALK_LINES:  # dense enough to count by walking
@@ -467,7 +482,7 @@ def _pg_search(index_set: IndexSet, request: SearchRequest, tree, size: int, aft
                 if len(found) > size or not walk.fills(PG_WALK_LINES, after):
                     ids = found
     if total is not None and ids is not None:
-        return total, _in_order(ids)
+        return total, _pg_in_order(ids)
     drive = filtered(index_set, request, tree, set_index=False)
     with _pg_plan(_PG_DRIVE):
         if total is None:
@@ -475,7 +490,7 @@ def _pg_search(index_set: IndexSet, request: SearchRequest, tree, size: int, aft
         if ids is None:
             page = drive.filter(_after_cursor(after)) if after else drive
             return total, list(page.order_by("-timestamp", "-id")[: size + 1])
-    return total, _in_order(ids)
+    return total, _pg_in_order(ids)
 
 
 def search(index_set: IndexSet, request: SearchRequest, size: int, cursor: str | None = None) -> dict:

@@ -310,3 +310,94 @@ def test_fill_search_vectors_moves_an_old_database_to_stored_vectors_while_it_se
         with connection.cursor() as cursor:
             cursor.execute("UPDATE logs_logline SET search_vector = to_tsvector('simple', message) WHERE search_vector IS NULL")
         use_search_vectors(connection, concurrently=False)
+
+
+def _postgresql_database_store() -> bool:
+    from django.conf import settings
+    from django.db import connection
+
+    return settings.BKLOG_SEARCH_BACKEND == "database" and connection.vendor == "postgresql"
+
+
+def _table_before_partitions() -> None:
+    """logs_logline as a database from before migration 0012 has it: Django's table for LogLine
+    (identity key, its indexes and foreign keys) with migration 0011's column, trigger and index."""
+    from django.db import connection
+
+    from importlib import import_module
+
+    from bklog.logs.database_store import use_search_vectors
+    from bklog.logs.models import LogLine
+
+    m0011 = import_module("bklog.logs.migrations.0011_logline_search_vector")
+
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE logs_logline CASCADE")
+    with connection.schema_editor() as editor:
+        editor.create_model(LogLine)
+    for sql in m0011.TRIGGER:
+        with connection.cursor() as cursor:
+            cursor.execute(sql)
+    use_search_vectors(connection, concurrently=False)
+
+
+@pytest.mark.django_db(transaction=True)  # CREATE INDEX CONCURRENTLY, DETACH ... CONCURRENTLY
+def test_partition_lines_moves_a_populated_table_to_days_while_it_serves(make_index_set, admin_token, search):
+    """A table with lines from before migration 0012: `partition_lines` partitions it by day
+    online. The lines stay where they were (the old table, attached whole as the partition of
+    every day before the conversion's, its indexes reused); a line stamped after that bound waits
+    aside and goes to its day; searches answer the same before and after; new lines take ids after
+    the old ones; run again, it has nothing to do."""
+    from django.db import connection
+
+    from bklog.logs import partitions
+
+    if not _postgresql_database_store():
+        out = io.StringIO()
+        call_command("partition_lines", stdout=out)
+        assert "nothing to do" in out.getvalue() or connection.vendor == "postgresql"
+        return
+    _table_before_partitions()
+    try:
+        with connection.cursor() as cursor:
+            assert not partitions.is_partitioned(cursor)
+        _populated_table_partitioned(make_index_set, admin_token, search)
+    finally:  # the later tests' table, as migration 0012 makes it for a new installation
+        _table_before_partitions()
+        partitions.convert()
+
+
+def _populated_table_partitioned(make_index_set, admin_token, search):
+    from django.db import connection
+
+    from bklog.logs import partitions
+
+    index_set, _ = make_index_set("app")
+    _fill(index_set, 120, start=timezone.now() - timedelta(days=5))
+    _fill(index_set, 30)
+    future = timezone.now() + timedelta(days=10)
+    StoredLines().add(index_set, [(future, "from a clock ahead", {})])
+
+    def answers():
+        return [(q, search("app", admin_token, q=q, size=500).json()["total"]) for q in ("line", '"line 7"', "-7", "clock")]
+
+    expected = answers()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT max(id) FROM logs_logline")
+        last_id = cursor.fetchone()[0]
+    out = run("partition_lines")
+    assert "1 line(s) stamped past the bound went to their days" in out and "partitioned" in out, out
+    with connection.cursor() as cursor:
+        assert partitions.is_partitioned(cursor)
+        days, before = partitions.partitions(cursor)
+        cursor.execute("SELECT tableoid::regclass::text, count(*) FROM logs_logline GROUP BY 1")
+        where = dict(cursor.fetchall())
+    assert before == partitions._start(partitions.day_of(timezone.now()) + timedelta(days=partitions.CONVERSION_MARGIN_DAYS))
+    assert where == {partitions.BEFORE: 150, partitions.day_name(partitions.day_of(future)): 1}, where
+    assert answers() == expected
+    StoredLines().add(index_set, [(timezone.now() + timedelta(days=3), "after the conversion", {})])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id, tableoid::regclass::text FROM logs_logline WHERE message = 'after the conversion'")
+        new_id, table = cursor.fetchone()
+    assert new_id > last_id and table == partitions.day_name(partitions.day_of(timezone.now() + timedelta(days=3)))
+    assert run("partition_lines").startswith("unchanged")

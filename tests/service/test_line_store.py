@@ -3,6 +3,7 @@ what only the OpenSearch store has: daily indices from the template, deleted wit
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -165,3 +166,80 @@ def test_searches_while_opensearch_is_unreachable_are_503_naming_it(make_index_s
     finally:
         settings.BKLOG_OPENSEARCH_URL = saved
         _store.cache_clear()
+
+
+@pytest.mark.django_db(transaction=True)  # DETACH PARTITION ... CONCURRENTLY runs outside any transaction
+def test_retention_drops_a_whole_day_while_ingest_and_search_go_on(make_index_set, stored, search, reader_token):
+    """PostgreSQL: a day every index set's retention has passed goes whole (its partition detached
+    CONCURRENTLY, then dropped), not line by line. A search that still reads the table holds the
+    drop back, not the other way round: meanwhile lines are stored and searched."""
+    import threading
+
+    import psycopg
+    from django.db import connection
+
+    from bklog.logs import partitions
+    from bklog.logs.tasks import apply_retention
+
+    if settings.BKLOG_SEARCH_BACKEND != "database" or connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's partitions (SQLite keeps one table, OpenSearch its own daily indices)")
+    index_set, _ = make_index_set("app", retention_days=3)
+    now = djtz.now()
+    old_day = partitions.day_of(now - timedelta(days=10))
+    stored.add(index_set, [(now - timedelta(days=10, seconds=i), f"old {i}", {}) for i in range(40)] + [(now, "new", {})])
+    with connection.cursor() as cursor:
+        assert old_day in partitions.partitions(cursor)[0]
+
+    db = connection.settings_dict
+    reader = psycopg.connect(host=db["HOST"], port=db["PORT"], dbname=db["NAME"], user=db["USER"], password=db["PASSWORD"])
+    reader.execute("SELECT count(*) FROM logs_logline").fetchone()  # a long search's transaction, still open
+    result = {}
+
+    def retention():
+        try:
+            result["deleted"] = apply_retention()
+        finally:
+            from django.db import connection as own
+
+            own.close()
+
+    worker = threading.Thread(target=retention)
+    worker.start()
+    try:
+        time.sleep(1)
+        assert worker.is_alive()  # the drop waits for the open search
+        stored.add(index_set, [(now, "stored meanwhile", {})])
+        assert search("app", reader_token, q="meanwhile").json()["total"] == 1
+    finally:
+        reader.rollback()
+        reader.close()
+        worker.join(timeout=60)
+    assert result["deleted"] == {"app": 40}
+    with connection.cursor() as cursor:
+        assert old_day not in partitions.partitions(cursor)[0]
+        cursor.execute("SELECT to_regclass(%s)", [partitions.day_name(old_day)])
+        assert cursor.fetchone()[0] is None
+    assert sorted(line.message for line in stored.all()) == ["new", "stored meanwhile"]
+
+
+def test_a_day_dropped_behind_the_stores_back_is_made_again(make_index_set, stored):
+    """PostgreSQL: the store remembers which days have a partition; one gone since (a restore of an
+    older backup) is made again on the insert that finds it missing, and nothing is lost."""
+    from django.db import connection
+
+    from bklog.logs import partitions
+
+    if settings.BKLOG_SEARCH_BACKEND != "database" or connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's partitions")
+    index_set, _ = make_index_set("app")
+    now = djtz.now()
+    stored.add(index_set, [(now, "first", {})])
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute(f"ALTER TABLE logs_logline DETACH PARTITION {partitions.day_name(partitions.day_of(now))}")
+        cursor.execute(f"DROP TABLE {partitions.day_name(partitions.day_of(now))}")
+    # As a process that stored a line of that day remembers it (inside this test's transaction
+    # the memory would only be kept at its commit).
+    partitions._known_days.setdefault(connection.settings_dict["NAME"], set()).add(partitions.day_of(now))
+    stored.add(index_set, [(now, "second", {})])
+    assert [line.message for line in stored.all()] == ["second"]
