@@ -130,11 +130,15 @@ class LogLine(models.Model):
     """One log line. The full-text index over `message` is created per database vendor in
     migration 0002: an FTS5 external-content table on SQLite, a GIN index on PostgreSQL."""
 
-    index_set = models.ForeignKey(IndexSet, on_delete=models.CASCADE, related_name="lines")
+    # No foreign key constraints in the database (Django cascades and nulls them itself): on
+    # PostgreSQL each day's partition would carry them, and attaching or detaching a day would lock
+    # the index sets' and batches' tables, which every ingest writes (bklog/logs/partitions.py).
+    index_set = models.ForeignKey(IndexSet, on_delete=models.CASCADE, related_name="lines", db_constraint=False)
     timestamp = models.DateTimeField()
     message = models.TextField()
     fields = models.JSONField(default=dict, blank=True)
-    batch = models.ForeignKey(IngestBatch, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    batch = models.ForeignKey(IngestBatch, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                              db_constraint=False)
     doc_id = models.CharField(max_length=MAX_DOC_ID_BYTES, null=True, blank=True)  # a `_bulk` item's `_id`
 
     class Meta:

@@ -21,6 +21,7 @@ and go back through the partitioned table after the swap. SQLite: none of this.
 from __future__ import annotations
 
 import re
+import time as time_module
 import zlib
 from datetime import date, datetime, time, timedelta, timezone
 
@@ -42,8 +43,8 @@ DAYS_AHEAD = 7
 # stay in logs_logline_before; later ones wait in logs_logline_ahead.
 CONVERSION_MARGIN_DAYS = 2
 MOVE_CHUNK = 5000
-SWAP_LOCK_TIMEOUT = "2s"  # the swap waits this long for running statements, then tries again
-SWAP_TRIES = 30
+SWAP_LOCK_TIMEOUT = "1s"  # the swap waits this long for running statements (others queue behind it), then tries again
+SWAP_TRIES = 60
 _LOCK_KEY = zlib.crc32(b"bklog logs_logline partitions")  # pg_advisory_xact_lock: one creator at a time
 
 # Days known to have a partition, per database (cleared when retention drops one).
@@ -147,8 +148,6 @@ def drop_days_before(cutoff: datetime) -> dict[int, int]:
         if before is not None and before <= cutoff:
             expired.insert(0, BEFORE)
         concurrently = "" if connection.in_atomic_block else " CONCURRENTLY"  # not inside a transaction
-        if not concurrently:  # inside a transaction: its deferred foreign key checks first
-            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         for name in expired:
             cursor.execute(f"SELECT index_set_id, count(*) FROM {name} GROUP BY index_set_id")
             for index_set_id, count in cursor.fetchall():
@@ -215,7 +214,9 @@ def convert(report=None) -> bool:
             with transaction.atomic(), connection.cursor() as cursor:
                 cursor.execute("SELECT set_config('lock_timeout', %s, true)", [SWAP_LOCK_TIMEOUT])
                 cursor.execute(f"LOCK TABLE {TABLE} IN ACCESS EXCLUSIVE MODE")
+                locked = time_module.perf_counter()
                 _swap(cursor, bound, search.SEARCH_VECTOR_TRIGGER)
+            say(f"swapped under the exclusive lock in {(time_module.perf_counter() - locked) * 1000:.0f} ms")
             break
         except Exception as exc:  # a lock not granted in time: the table is as it was
             if "lock timeout" not in str(exc) or attempt == SWAP_TRIES - 1:
@@ -230,13 +231,11 @@ def convert(report=None) -> bool:
 
 
 def _swap(cursor, bound: datetime, trigger: str) -> None:
-    # What the new parent must have, read from the old table: its indexes (bar the keys), foreign keys.
+    # What the new parent must have, read from the old table: its indexes (bar the keys). It has
+    # no foreign keys since migration 0012.
     cursor.execute("SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
                    "WHERE i.indrelid = to_regclass(%s) AND NOT i.indisprimary AND c.relname <> %s", [TABLE, BEFORE_KEY])
     indexes = cursor.fetchall()
-    cursor.execute("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = to_regclass(%s) "
-                   "AND contype = 'f'", [TABLE])
-    foreign_keys = cursor.fetchall()
     cursor.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {TABLE}")
     next_id = cursor.fetchone()[0]
     cursor.execute(f"SELECT pg_get_serial_sequence('{TABLE}', 'id')")
@@ -256,8 +255,6 @@ def _swap(cursor, bound: datetime, trigger: str) -> None:
     cursor.execute(f"ALTER TABLE {TABLE} ADD CONSTRAINT logs_logline_pkey PRIMARY KEY (id, timestamp)")
     for _, definition in indexes:  # as they were, now on the parent: ATTACH finds them on the old table
         cursor.execute(definition)
-    for name, definition in foreign_keys:
-        cursor.execute(f"ALTER TABLE {TABLE} ADD CONSTRAINT {name} {definition}")
     cursor.execute(f"CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE OF message ON {TABLE} "
                    f"FOR EACH ROW EXECUTE FUNCTION {trigger}()")
     cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {BEFORE})")
