@@ -114,6 +114,19 @@ def p95(values: list[float]) -> float:
     return ordered[max(0, int(round(len(ordered) * 0.95)) - 1)]
 
 
+def fill_store(stack, lines: int) -> float:
+    """The index set `bench` filled with `lines` lines (FILL, from FILL_PROCESSES processes); seconds."""
+    began = time.perf_counter()
+    fills = [subprocess.Popen([str(Path(sys.executable).parent / "bklog"), "shell", "-c", FILL],
+                              env={**stack.env, "BENCH_FILL": f"{lines} {part} {FILL_PROCESSES} {FILL_START.isoformat()}"},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for part in range(FILL_PROCESSES)]
+    for fill in fills:
+        _, err = fill.communicate(timeout=6 * 3600)
+        assert fill.returncode == 0, err[-3000:]
+    return time.perf_counter() - began
+
+
 def run(backend: str, lines: int, searches: int, bulk_batches: int) -> dict:
     import opensearch
     from servers import start_postgres, stop
@@ -133,15 +146,7 @@ def run(backend: str, lines: int, searches: int, bulk_batches: int) -> dict:
         stack = Stack(work / "stack", None, **extra)
         token = stack.bklog("create_index_set", "bench", "--parse", "json", "--retention-days", "30")
         api = stack.bklog("create_api_token", "bench", "--role", "reader")
-        began = time.perf_counter()
-        fills = [subprocess.Popen([str(Path(sys.executable).parent / "bklog"), "shell", "-c", FILL],
-                                  env={**stack.env, "BENCH_FILL": f"{lines} {part} {FILL_PROCESSES} {FILL_START.isoformat()}"},
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for part in range(FILL_PROCESSES)]
-        for fill in fills:
-            _, err = fill.communicate(timeout=6 * 3600)
-            assert fill.returncode == 0, err[-3000:]
-        fill_s = time.perf_counter() - began
+        fill_s = fill_store(stack, lines)
         stack.start_gunicorn()
         stack.wait_for(lambda: stack.get("/readyz")[0] == 200, "readyz")
 

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "service"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from backend_bench import FILL, FILL_PROCESSES, FILL_START, NAMES, TODAY, p95  # noqa: E402
+from backend_bench import FILL_START, NAMES, TODAY, fill_store, p95  # noqa: E402
 
 REMOVE = r'''
 import json, os, time
@@ -130,18 +130,6 @@ def _shell(stack, script: str, **env) -> str:
     return proc.stdout
 
 
-def _fill(stack, lines: int) -> float:
-    began = time.perf_counter()
-    fills = [subprocess.Popen([str(Path(sys.executable).parent / "bklog"), "shell", "-c", FILL],
-                              env={**stack.env, "BENCH_FILL": f"{lines} {part} {FILL_PROCESSES} {FILL_START.isoformat()}"},
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for part in range(FILL_PROCESSES)]
-    for fill in fills:
-        _, err = fill.communicate(timeout=6 * 3600)
-        assert fill.returncode == 0, err[-3000:]
-    return time.perf_counter() - began
-
-
 def _under_load(stack, token: str, api: str, steps: list) -> list[dict]:
     """Each step (name, function) run in turn while the client runs; its seconds, its result, and
     the client's figures for the 10 s before it and during it."""
@@ -173,7 +161,7 @@ def run(backend: str, lines: int, convert_lines: int) -> dict:
     figures = {}
     try:
         stack, token, api = _stack(backend, work)
-        figures["fill_s"] = round(_fill(stack, lines), 1)
+        figures["fill_s"] = round(fill_store(stack, lines), 1)
         oldest = FILL_START  # the fill's first day, whole
         remove = lambda how, before: json.loads(_shell(stack, REMOVE, BENCH_HOW=how,  # noqa: E731
                                                        BENCH_BEFORE=before.isoformat()).strip().splitlines()[-1])
@@ -186,7 +174,7 @@ def run(backend: str, lines: int, convert_lines: int) -> dict:
             stop(work / "pg")
             stack, token, api = _stack(backend, work / "convert")
             _shell(stack, UNPARTITION)
-            figures["convert_fill_s"] = round(_fill(stack, convert_lines), 1)
+            figures["convert_fill_s"] = round(fill_store(stack, convert_lines), 1)
 
             def convert():
                 out = stack.bklog("partition_lines")

@@ -78,10 +78,11 @@ def start_postgres(workdir: Path) -> str:
     return f"postgres://bklog@127.0.0.1:{port}/bklog"
 
 
-def start_pgbouncer(workdir: Path, postgres_url: str) -> str:
+def start_pgbouncer(workdir: Path, postgres_url: str, admin_users: str = "") -> str:
     """Debian's PgBouncer in transaction mode in front of that PostgreSQL, as the postgresql role
     runs it (a server connection serves one transaction, then another client): the service's
-    PostgreSQL tests run through it. Every database name passes through (the tests make theirs)."""
+    PostgreSQL tests run through it. Every database name passes through (the tests make theirs).
+    Its socket and files in workdir; admin_users may KILL and RESUME over that socket."""
     binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
     if not Path(binary).exists():
         raise RuntimeError("pgbouncer is not installed: apt-get install pgbouncer (scripts/setup.sh does)")
@@ -104,8 +105,10 @@ max_client_conn = 500
 ignore_startup_parameters = extra_float_digits
 logfile = {workdir}/pgbouncer.log
 pidfile = {workdir}/pgbouncer.pid
+admin_users = {admin_users}
 """)
-    (workdir / "userlist.txt").write_text('"bklog" ""\n')
+    user = postgres_url.split("://", 1)[1].split("@", 1)[0].split(":", 1)[0]
+    (workdir / "userlist.txt").write_text(f'"{user}" ""\n')
     _as_postgres([binary, "-d", str(workdir / "pgbouncer.ini")], stdout=subprocess.DEVNULL)
     _wait_port(port)
     return postgres_url.replace(f"@{server}/", f"@127.0.0.1:{port}/")

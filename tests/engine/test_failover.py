@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "service"))
 
-from servers import _pg_bin, free_port  # noqa: E402
+from servers import _pg_bin, free_port, start_pgbouncer, stop  # noqa: E402
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("patroni") or not shutil.which("redis-sentinel"),
                                 reason="needs root, patroni, python3-consul and redis-sentinel (scripts/setup.sh)")
@@ -335,7 +335,7 @@ def test_patroni_failover_loses_no_accepted_line(processes, tmp_path, postgres_d
         stack.close()
 
 
-def test_pgbouncer_forgets_the_standby_when_its_member_is_promoted(processes, postgres_dir):
+def test_pgbouncer_forgets_the_standby_when_its_member_is_promoted(postgres_dir):
     """roles/postgresql's Patroni callback (bklog-pgbouncer-reconnect), rendered from the role and
     run as Patroni runs it on a promotion: right after `pg_ctl promote -W`, before the promotion
     ends. A client that reaches the member's PgBouncer in that window makes its pool remember the
@@ -349,36 +349,24 @@ def test_pgbouncer_forgets_the_standby_when_its_member_is_promoted(processes, po
 
     bindir, sockets = _pg_bin(), postgres_dir
     shutil.chown(sockets, "postgres", "postgres")
-    primary, standby, bouncer = free_port(), free_port(), free_port()
+    primary, standby = free_port(), free_port()
 
     def as_postgres(*args: str) -> None:
         subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True)
 
     def pg_start(name: str, port: int) -> None:
         as_postgres(str(bindir / "pg_ctl"), "-D", str(sockets / name), "-l", str(sockets / f"{name}.log"), "-w", "start",
-                    "-o", f"-p {port} -k {sockets} -c listen_addresses='' -c fsync=off")
+                    "-o", f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off")
 
     as_postgres(str(bindir / "initdb"), "-D", str(sockets / "primary"), "-U", "postgres", "--auth=trust", "--no-sync")
     pg_start("primary", primary)
     try:
+        as_postgres(str(bindir / "createdb"), "-h", str(sockets), "-p", str(primary), "-U", "postgres", "bklog")
         as_postgres(str(bindir / "pg_basebackup"), "-h", str(sockets), "-p", str(primary), "-U", "postgres",
-                    "-D", str(sockets / "standby"), "-R")
+                    "-D", str(sockets / "standby"), "-R", "--checkpoint=fast")
         pg_start("standby", standby)
-        (sockets / "userlist.txt").write_text('"postgres" ""\n')
-        (sockets / "pgbouncer.ini").write_text(f"""[databases]
-bklog = host={sockets} port={standby} dbname=postgres
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = {bouncer}
-unix_socket_dir = {sockets}
-auth_type = trust
-auth_file = {sockets}/userlist.txt
-admin_users = postgres
-pool_mode = transaction
-logfile = {sockets}/pgbouncer.log
-pidfile = {sockets}/pgbouncer.pid
-""")
-        processes.start("pgbouncer", ["/usr/sbin/pgbouncer", str(sockets / "pgbouncer.ini")], user="postgres")
+        bouncer_url = start_pgbouncer(sockets, f"postgres://postgres@127.0.0.1:{standby}/bklog", admin_users="postgres")
+        bouncer = int(bouncer_url.rsplit(":", 1)[1].split("/")[0])
         url = f"host=127.0.0.1 port={bouncer} dbname=bklog user=postgres"
         wait_until(lambda: _connects(url), "PgBouncer in front of the standby", 30)
 
@@ -406,6 +394,7 @@ pidfile = {sockets}/pgbouncer.pid
             assert client.info.parameter_status("in_hot_standby") == "off"
             client.execute("CREATE TABLE written_after_the_promotion (id int)")
     finally:
+        stop(sockets)  # PgBouncer
         for name in ("standby", "primary"):
             if (sockets / name / "postmaster.pid").exists():
                 subprocess.run(["runuser", "-u", "postgres", "--", str(bindir / "pg_ctl"), "-D", str(sockets / name),
