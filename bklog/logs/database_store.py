@@ -10,12 +10,10 @@ from django.db.models import Q
 
 from bklog.logs import partitions, search
 from bklog.logs.lines import chunks, current_versions
-from bklog.logs.models import LogLine
+from bklog.logs.models import OLD_FULLTEXT_INDEX, SEARCH_VECTOR_TRIGGER, LogLine  # noqa: F401 (tests import them here)
 
 RETENTION_CHUNK = 5000
 SEARCH_VECTOR_CHUNK = 10000  # lines per transaction of fill_search_vectors
-OLD_FULLTEXT_INDEX = search.OLD_FULLTEXT_INDEX
-SEARCH_VECTOR_TRIGGER = search.SEARCH_VECTOR_TRIGGER
 
 
 def use_search_vectors(conn=connection, concurrently: bool = True) -> bool:

@@ -126,6 +126,13 @@ class LineIdBlock(models.Model):
     id = models.BigAutoField(primary_key=True)
 
 
+# PostgreSQL's full-text objects on logs_logline (migrations 0002 and 0011): the GIN index over the
+# stored vectors, the expression index it replaced, the trigger that stores each new line's vector.
+SEARCH_VECTOR_INDEX = "logs_logline_search_vector"
+OLD_FULLTEXT_INDEX = "logs_logline_message_fts"
+SEARCH_VECTOR_TRIGGER = "logs_logline_search_vector"
+
+
 class LogLine(models.Model):
     """One log line. The full-text index over `message` is created per database vendor in
     migration 0002: an FTS5 external-content table on SQLite, a GIN index on PostgreSQL."""

@@ -27,7 +27,7 @@ from datetime import date, datetime, time, timedelta, timezone
 
 from django.db import connection, transaction
 
-from bklog.logs import search
+from bklog.logs.models import OLD_FULLTEXT_INDEX, SEARCH_VECTOR_INDEX, SEARCH_VECTOR_TRIGGER
 
 TABLE = "logs_logline"
 BEFORE = "logs_logline_before"  # the lines of a table from before it was partitioned
@@ -59,7 +59,7 @@ def day_name(day: date) -> str:
     return f"{DAY_PREFIX}{day:%Y%m%d}"
 
 
-def _start(day: date) -> datetime:
+def day_start(day: date) -> datetime:
     return datetime.combine(day, time(), tzinfo=timezone.utc)
 
 
@@ -103,14 +103,14 @@ def ensure_days(days: set[date]) -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
         existing, before = partitions(cursor)
         for day in sorted(days):
-            if day in existing or (before is not None and _start(day) < before):
+            if day in existing or (before is not None and day_start(day) < before):
                 continue
             name = day_name(day)
             # CREATE TABLE ... PARTITION OF would wait for every running search (an exclusive lock
             # on the table); ATTACH PARTITION does not (SHARE UPDATE EXCLUSIVE).
             cursor.execute(f"CREATE TABLE IF NOT EXISTS {name} (LIKE {TABLE} INCLUDING DEFAULTS)")
             cursor.execute(f"ALTER TABLE {TABLE} ATTACH PARTITION {name} FOR VALUES FROM "
-                           f"({_literal(_start(day))}) TO ({_literal(_start(day + timedelta(days=1)))})")
+                           f"({_literal(day_start(day))}) TO ({_literal(day_start(day + timedelta(days=1)))})")
     today = day_of(datetime.now(timezone.utc))
     # Remembered only for days retention will not drop soon (an old day may come and go).
     transaction.on_commit(lambda: known.update(d for d in days if d >= today - timedelta(days=1)))
@@ -144,7 +144,7 @@ def drop_days_before(cutoff: datetime) -> dict[int, int]:
         for (name,) in cursor.fetchall():
             cursor.execute(f"ALTER TABLE {TABLE} DETACH PARTITION {name} FINALIZE")
         days, before = partitions(cursor)
-        expired = [name for day, name in sorted(days.items()) if _start(day + timedelta(days=1)) <= cutoff]
+        expired = [name for day, name in sorted(days.items()) if day_start(day + timedelta(days=1)) <= cutoff]
         if before is not None and before <= cutoff:
             expired.insert(0, BEFORE)
         concurrently = "" if connection.in_atomic_block else " CONCURRENTLY"  # not inside a transaction
@@ -177,12 +177,12 @@ def convert(report=None) -> bool:
             _move_ahead_back(cursor, say)
             return False
         cursor.execute("SELECT (SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)), to_regclass(%s)",
-                       [search.SEARCH_VECTOR_INDEX, search.OLD_FULLTEXT_INDEX])
+                       [SEARCH_VECTOR_INDEX, OLD_FULLTEXT_INDEX])
         valid, old = cursor.fetchone()
         if not valid or old is not None:
             raise RuntimeError("the lines' search vectors are not all stored yet: run `bklog fill_search_vectors` first")
         today = day_of(datetime.now(timezone.utc))
-        bound = _constraint_bound(cursor) or _start(today + timedelta(days=CONVERSION_MARGIN_DAYS))
+        bound = _constraint_bound(cursor) or day_start(today + timedelta(days=CONVERSION_MARGIN_DAYS))
 
         # 1. Online: the primary key the partitions share, and the range check, validated.
         cursor.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", [BEFORE_KEY])
@@ -215,7 +215,7 @@ def convert(report=None) -> bool:
                 cursor.execute("SELECT set_config('lock_timeout', %s, true)", [SWAP_LOCK_TIMEOUT])
                 cursor.execute(f"LOCK TABLE {TABLE} IN ACCESS EXCLUSIVE MODE")
                 locked = time_module.perf_counter()
-                _swap(cursor, bound, search.SEARCH_VECTOR_TRIGGER)
+                _swap(cursor, bound, SEARCH_VECTOR_TRIGGER)
             say(f"swapped under the exclusive lock in {(time_module.perf_counter() - locked) * 1000:.0f} ms")
             break
         except Exception as exc:  # a lock not granted in time: the table is as it was

@@ -13,15 +13,16 @@ import json
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import connection, transaction
 from django.db.models import BooleanField, Count, F, IntegerField, Max, Min, QuerySet
 from django.db.models.expressions import RawSQL
 
+from bklog.logs import partitions
 from bklog.logs import query as querylang
 from bklog.logs import values
-from bklog.logs.models import IndexSet, LogLine
+from bklog.logs.models import OLD_FULLTEXT_INDEX, SEARCH_VECTOR_INDEX, SEARCH_VECTOR_TRIGGER, IndexSet, LogLine  # noqa: F401
 from bklog.logs.parsing import in_utc
 
 MAX_FIELD_NAME = 256
@@ -180,9 +181,6 @@ _SQLITE_PROBE = ("EXISTS (SELECT 1 FROM logs_logline_fts WHERE logs_logline_fts 
                  "AND logs_logline_fts.rowid = logs_logline.id)")
 
 
-SEARCH_VECTOR_INDEX = "logs_logline_search_vector"
-OLD_FULLTEXT_INDEX = "logs_logline_message_fts"  # PostgreSQL's expression index before migration 0011
-SEARCH_VECTOR_TRIGGER = "logs_logline_search_vector"  # migration 0011's: stores each new line's vector
 _vectors_ready: set[str] = set()  # databases (by name) whose stored vectors are complete and indexed
 
 
@@ -404,7 +402,8 @@ class _PgWalk:
     filtered outside it by the field filters and the words (the subquery keeps the table's name,
     so the conditions read its columns as written)."""
 
-    def __init__(self, index_set: IndexSet, request: SearchRequest, tree):
+    def __init__(self, index_set: IndexSet, request: SearchRequest, tree, table: str | None = None):
+        self.table = table  # one partition, by name (_on)
         self.scope = _base(index_set, SearchRequest(start=request.start, end=request.end))
         conditions = [_field_filter(name, value) for name, value in request.fields.items()]
         sqls, self.params = [c.sql for c in conditions], [p for c in conditions for p in c.params]
@@ -423,13 +422,16 @@ class _PgWalk:
         qs = self._newest(after).annotate(vector=RawSQL("logs_logline.search_vector", []))
         window = qs.values("id", "timestamp", "vector", "fields")
         sql, params = (window if lines is None else window[:lines]).query.sql_with_params()
-        return sql, list(params)
+        return _on(self.table, sql), list(params)
 
     def fills(self, lines: int, after=None) -> bool:
         """The scope (after the cursor) has at least `lines` lines: a window of that many that
         came short of its matches was the whole scope, and what it found is all there is."""
         if (lines, after) not in self._fills:
-            self._fills[lines, after] = self._newest(after).values("id")[:lines].count() >= lines
+            sql, params = self._newest(after).values("id")[:lines].query.sql_with_params()
+            with connection.cursor() as cursor:
+                cursor.execute(f"SELECT count(*) FROM ({_on(self.table, sql)}) w", params)
+                self._fills[lines, after] = cursor.fetchone()[0] >= lines
         return self._fills[lines, after]
 
     def probe(self, lines: int) -> tuple[int, int]:
@@ -458,11 +460,70 @@ class _PgWalk:
             return [(line_id, ts) for line_id, ts in cursor.fetchall()]
 
 
-def _pg_search(index_set: IndexSet, request: SearchRequest, tree, size: int, after) -> tuple[int, list]:
+def _pg_search_by_day(index_set: IndexSet, request: SearchRequest, tree, size: int, after) -> tuple[int, list]:
+    """_pg_search over each day's partition in turn, newest first, until the page is full and the
+    count reached its cap, as OpenSearch reads its daily indices. A word common in the index but
+    absent from the newest lines (the probe cannot tell it from a rare one) then costs its index
+    one day at a time, and the day that holds it is walked. A table not yet partitioned: at once."""
+    days = _pg_days(index_set, request)
+    if days is None:
+        return _pg_search(index_set, request, tree, size, after)
+    up_to = TOTAL_EXACT_UP_TO + 1
+    total, hits = 0, []
+    for table, start in days:
+        if total >= up_to and len(hits) > size:
+            break
+        if after is not None and start is not None and start > after[0]:
+            day_total, _ = _pg_search(index_set, request, tree, 0, None, table)
+            day_hits = []  # a day after the cursor: counted, nothing of it on this page
+        else:
+            day_total, day_hits = _pg_search(index_set, request, tree, max(0, size - len(hits)), after, table)
+        total += day_total
+        hits += day_hits[: max(0, size + 1 - len(hits))]
+    return min(total, up_to), hits
+
+
+def _pg_days(index_set: IndexSet, request: SearchRequest) -> list[tuple[str, datetime | None]] | None:
+    """The partitions (name, first instant; None for the one of the days before partitioning)
+    newest first, only those where the index set has lines in the request's time range (one
+    statement); None when the lines' table is not partitioned."""
+    with connection.cursor() as cursor:
+        if not partitions.is_partitioned(cursor):
+            return None
+        days, before = partitions.partitions(cursor)
+    ranges = [(name, partitions.day_start(day), partitions.day_start(day + timedelta(days=1))) for day, name in days.items()]
+    if before is not None:
+        ranges.append((partitions.BEFORE, None, before))
+    cut = [(name, start, end) for name, start, end in ranges
+           if (request.start is None or end > request.start) and (request.end is None or start is None or start < request.end)]
+    if not cut:
+        return []
+    # One probe of each partition's time index, in one statement.
+    probe = "SELECT %s WHERE EXISTS (SELECT 1 FROM {} logs_logline WHERE index_set_id = %s{})"
+    bounds = "".join([" AND timestamp >= %s" if request.start else "", " AND timestamp < %s" if request.end else ""])
+    own = [b for b in (request.start, request.end) if b]
+    sql = " UNION ALL ".join(probe.format(f'"{name}"', bounds) for name, _, _ in cut)
+    params = [p for n in range(len(cut)) for p in (n, index_set.pk, *own)]
+    with _pg_plan(_PG_WALK), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        held = {row[0] for row in cursor.fetchall()}
+    chosen = [(name, start, end) for n, (name, start, end) in enumerate(cut) if n in held]
+    return [(name, start) for name, start, _ in sorted(chosen, key=lambda r: r[2], reverse=True)]
+
+
+def _on(table: str | None, sql: str) -> str:
+    """The statement reading one partition of the lines by its name, under the table's own name:
+    bounds of time would prune to it too, but without statistics the planner serves them with a
+    bitmap of a time index (every line of the day read) beside the word's."""
+    return sql if table is None else sql.replace('FROM "logs_logline"', f'FROM "{table}" "logs_logline"', 1)
+
+
+def _pg_search(index_set: IndexSet, request: SearchRequest, tree, size: int, after,
+               table: str | None = None) -> tuple[int, list]:
     """(total up to TOTAL_EXACT_UP_TO + 1, the page's size + 1 lines), each from a walk of the
     time index or from the word's GIN index, as the newest lines' matches say."""
     up_to = TOTAL_EXACT_UP_TO + 1
-    walk = _PgWalk(index_set, request, tree)
+    walk = _PgWalk(index_set, request, tree, table)
     total = ids = None
     with _pg_plan(_PG_WALK):
         if tree is None or querylang.to_fts5(tree)[1]:  # no words, or a negation: no index can drive
@@ -486,10 +547,14 @@ def _pg_search(index_set: IndexSet, request: SearchRequest, tree, size: int, aft
     drive = filtered(index_set, request, tree, set_index=False)
     with _pg_plan(_PG_DRIVE):
         if total is None:
-            total = drive.order_by().values("id")[:up_to].count()
+            sql, params = drive.order_by().values("id")[:up_to].query.sql_with_params()
+            with connection.cursor() as cursor:
+                cursor.execute(f"SELECT count(*) FROM ({_on(table, sql)}) m", params)
+                total = cursor.fetchone()[0]
         if ids is None:
             page = drive.filter(_after_cursor(after)) if after else drive
-            return total, list(page.order_by("-timestamp", "-id")[: size + 1])
+            sql, params = page.order_by("-timestamp", "-id")[: size + 1].query.sql_with_params()
+            return total, list(LogLine.objects.raw(_on(table, sql), params))
     return total, _pg_in_order(ids)
 
 
@@ -500,7 +565,7 @@ def search(index_set: IndexSet, request: SearchRequest, size: int, cursor: str |
         total, hits = _sqlite_search(index_set, request, tree, size, after)
         return page_result(index_set, total, hits, size)
     if connection.vendor == "postgresql" and search_vector_ready():
-        total, hits = _pg_search(index_set, request, tree, size, after)
+        total, hits = _pg_search_by_day(index_set, request, tree, size, after)
         return page_result(index_set, total, hits, size)
     matches = filtered(index_set, request, tree)
     total = matches.order_by().values("id")[: TOTAL_EXACT_UP_TO + 1].count()

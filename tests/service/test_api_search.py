@@ -175,6 +175,39 @@ def test_common_term_pages_are_exact_when_time_and_ingest_order_differ(make_inde
     assert _all_pages(search, "shuffled", admin_token, **params) == (expected, totals)
 
 
+def test_postgresql_reads_a_word_absent_from_the_newest_day_one_day_at_a_time(make_index_set, stored, monkeypatch):
+    """A word common in an older day and absent from the newest (the bench's `_bulk` lines on top
+    of a week): the probe of the newest lines cannot tell it from a rare word, so the word's index
+    drives, one day's partition at a time, newest first, and the page comes from the day that
+    holds it, walked (the whole table's index read and sorted 3,000 matches for a page of 10)."""
+    from datetime import datetime, timedelta, timezone
+
+    from django.db import connection, transaction
+
+    from bklog.logs import search as search_module
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's partitions")
+    index_set, _ = make_index_set("days")
+    newest = datetime(2026, 3, 2, tzinfo=timezone.utc)
+    stored.add(index_set, [(newest - timedelta(days=1, seconds=i), f"alpha old {i}", {}) for i in range(3000)]
+               + [(newest + timedelta(seconds=i), f"beta new {i}", {}) for i in range(3000)])
+    monkeypatch.setattr(search_module, "TOTAL_EXACT_UP_TO", 40)  # a count that stops early, as at scale
+    monkeypatch.setattr(search_module, "PG_PROBE_LINES", 200)
+
+    def read_so_far(cursor) -> int:
+        cursor.execute("SELECT coalesce(sum(coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)), 0) "
+                       "FROM pg_stat_xact_user_tables WHERE relid IN (SELECT relid FROM pg_partition_tree('logs_logline'))")
+        return cursor.fetchone()[0]
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        before = read_so_far(cursor)
+        result = search_module.search(index_set, search_module.SearchRequest(q="alpha"), 10)
+        read = read_so_far(cursor) - before
+    assert [h["message"] for h in result["hits"]] == [f"alpha old {i}" for i in range(10)]
+    assert result["total_relation"] == "gte" and 0 < read < 1500, read
+
+
 def test_postgresql_plans_do_not_wait_for_statistics(make_index_set, stored, monkeypatch):
     """A table the pipeline filled before autovacuum analyzed it: the planner, left alone, ANDed
     the index set's whole bitmap with the word's and sorted every match (issue 18). The search

@@ -392,7 +392,7 @@ def _populated_table_partitioned(make_index_set, admin_token, search):
         days, before = partitions.partitions(cursor)
         cursor.execute("SELECT tableoid::regclass::text, count(*) FROM logs_logline GROUP BY 1")
         where = dict(cursor.fetchall())
-    assert before == partitions._start(partitions.day_of(timezone.now()) + timedelta(days=partitions.CONVERSION_MARGIN_DAYS))
+    assert before == partitions.day_start(partitions.day_of(timezone.now()) + timedelta(days=partitions.CONVERSION_MARGIN_DAYS))
     assert where == {partitions.BEFORE: 150, partitions.day_name(partitions.day_of(future)): 1}, where
     assert answers() == expected
     StoredLines().add(index_set, [(timezone.now() + timedelta(days=3), "after the conversion", {})])
