@@ -7,8 +7,9 @@ neither waits for the searches and inserts running on the table). A table that h
 it was partitioned keeps them in one partition, `logs_logline_before`, for every day before the
 conversion's bound (a new installation's table, empty, has none). Retention drops a day whose lines every index set's retention has passed with
 DETACH PARTITION ... CONCURRENTLY and DROP TABLE: neither ingest nor search waits; lines that only
-some index sets have outlived go by chunked DELETE, as before. Searches of the newest lines read
-the newest day's index first and stop (an ordered Append of each day's index walk).
+some index sets have outlived go by chunked DELETE, as before. Search (search._pg_search_by_day)
+reads the days newest first, one partition at a time, and stops when the page is full and the count
+reached its cap.
 
 A new installation's table is partitioned by migration 0012; a table with lines by `bklog
 partition_lines` (the deploy's data step, once every host runs the release that creates days),
