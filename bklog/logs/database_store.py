@@ -10,7 +10,7 @@ from django.db.models import Q
 
 from bklog.logs import partitions, search
 from bklog.logs.lines import chunks, current_versions
-from bklog.logs.models import OLD_FULLTEXT_INDEX, SEARCH_VECTOR_TRIGGER, LogLine  # noqa: F401 (tests import them here)
+from bklog.logs.models import OLD_FULLTEXT_INDEX, SEARCH_VECTOR_TRIGGER, LogLine
 
 RETENTION_CHUNK = 5000
 SEARCH_VECTOR_CHUNK = 10000  # lines per transaction of fill_search_vectors

@@ -22,7 +22,7 @@ from django.db.models.expressions import RawSQL
 from bklog.logs import partitions
 from bklog.logs import query as querylang
 from bklog.logs import values
-from bklog.logs.models import OLD_FULLTEXT_INDEX, SEARCH_VECTOR_INDEX, SEARCH_VECTOR_TRIGGER, IndexSet, LogLine  # noqa: F401
+from bklog.logs.models import SEARCH_VECTOR_INDEX, IndexSet, LogLine
 from bklog.logs.parsing import in_utc
 
 MAX_FIELD_NAME = 256
