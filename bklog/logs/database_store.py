@@ -8,7 +8,7 @@ from typing import Iterator
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 
-from bklog.logs import partitions, search
+from bklog.logs import line_counts, partitions, search
 from bklog.logs.lines import chunks, current_versions
 from bklog.logs.models import OLD_FULLTEXT_INDEX, SEARCH_VECTOR_TRIGGER, LogLine
 
@@ -135,6 +135,7 @@ class DatabaseStore:
         while True:
             ids = list(LogLine.objects.filter(index_set=index_set, timestamp__lt=cutoff).values_list("id", flat=True)[:RETENTION_CHUNK])
             if not ids:
+                line_counts.forget([index_set.id], before=cutoff)  # the triggers counted them down: 0s go
                 return total
             with transaction.atomic():  # by time too: PostgreSQL looks in the old days' partitions only
                 total += LogLine.objects.filter(id__in=ids, timestamp__lt=cutoff).delete()[0]
@@ -175,4 +176,7 @@ class DatabaseStore:
                 cursor.execute("SELECT 1 FROM pg_trigger WHERE tgname = %s", [SEARCH_VECTOR_TRIGGER])
                 if cursor.fetchone() is None:
                     raise RuntimeError(f"trigger {SEARCH_VECTOR_TRIGGER} is missing: new lines would not be searchable")
+            if not line_counts.installed(cursor):
+                raise RuntimeError(f"triggers {' and '.join(line_counts.TRIGGERS)} on logs_logline are missing: "
+                                   "the histogram of every line would drift")
         return "ok"

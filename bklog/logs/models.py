@@ -158,6 +158,23 @@ class LogLine(models.Model):
         return line_hit(self)
 
 
+class LineCount(models.Model):
+    """Lines per index set and minute of their timestamp, kept by triggers on logs_logline in the
+    database (bklog/logs/line_counts.py): the histogram of every line reads these instead of
+    counting the lines (issue 18). `writer` 0 is the minute's compacted count; on PostgreSQL each
+    transaction adds its own rows (its transaction id: no two ingests wait for one row), which the
+    beat's compaction folds into the compacted one. `lines` may be negative in such a row (deletes)."""
+
+    # No constraint: a trigger may count a line of an index set being deleted (the compaction drops those).
+    index_set = models.ForeignKey(IndexSet, on_delete=models.CASCADE, related_name="+", db_constraint=False)
+    minute = models.BigIntegerField()  # epoch seconds of the minute's start (UTC)
+    writer = models.BigIntegerField(default=0)
+    lines = models.BigIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["index_set", "minute", "writer"], name="linecount_minute_writer")]
+
+
 def line_hit(line) -> dict:
     """A line as the search API shows it: a LogLine row or a line read from another store."""
     return {

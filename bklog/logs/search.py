@@ -19,7 +19,7 @@ from django.db import connection, transaction
 from django.db.models import BooleanField, Count, F, IntegerField, Max, Min, QuerySet
 from django.db.models.expressions import RawSQL
 
-from bklog.logs import partitions
+from bklog.logs import line_counts, partitions
 from bklog.logs import query as querylang
 from bklog.logs import values
 from bklog.logs.models import SEARCH_VECTOR_INDEX, IndexSet, LogLine
@@ -444,6 +444,8 @@ class _PgWalk:
 
     def count(self, lines: int | None, up_to: int) -> int:
         """Matches among the newest `lines` lines (all, for None), counted up to `up_to`."""
+        if up_to <= 0:
+            return 0
         sql, params = self._window(lines)
         with connection.cursor() as cursor:
             cursor.execute(f"SELECT count(*) FROM (SELECT 1 FROM ({sql}) logs_logline WHERE {self.match} LIMIT %s) m",
@@ -471,13 +473,17 @@ def _pg_search_by_day(index_set: IndexSet, request: SearchRequest, tree, size: i
     up_to = TOTAL_EXACT_UP_TO + 1
     total, hits = 0, []
     for table, start in days:
-        if total >= up_to and len(hits) > size:
+        rest = max(0, up_to - total)  # each day counts only what the cap still lacks
+        if rest == 0 and len(hits) > size:
             break
         if after is not None and start is not None and start > after[0]:
-            day_total, _ = _pg_search(index_set, request, tree, 0, None, table)
+            if rest == 0:
+                continue
+            day_total, _ = _pg_search(index_set, request, tree, 0, None, table, count_up_to=rest)
             day_hits = []  # a day after the cursor: counted, nothing of it on this page
         else:
-            day_total, day_hits = _pg_search(index_set, request, tree, max(0, size - len(hits)), after, table)
+            day_total, day_hits = _pg_search(index_set, request, tree, max(0, size - len(hits)), after, table,
+                                             count_up_to=rest)
         total += day_total
         hits += day_hits[: max(0, size + 1 - len(hits))]
     return min(total, up_to), hits
@@ -519,10 +525,10 @@ def _on(table: str | None, sql: str) -> str:
 
 
 def _pg_search(index_set: IndexSet, request: SearchRequest, tree, size: int, after,
-               table: str | None = None) -> tuple[int, list]:
-    """(total up to TOTAL_EXACT_UP_TO + 1, the page's size + 1 lines), each from a walk of the
-    time index or from the word's GIN index, as the newest lines' matches say."""
-    up_to = TOTAL_EXACT_UP_TO + 1
+               table: str | None = None, count_up_to: int | None = None) -> tuple[int, list]:
+    """(total up to `count_up_to` (TOTAL_EXACT_UP_TO + 1), the page's size + 1 lines), each from a
+    walk of the time index or from the word's GIN index, as the newest lines' matches say."""
+    up_to = TOTAL_EXACT_UP_TO + 1 if count_up_to is None else count_up_to
     walk = _PgWalk(index_set, request, tree, table)
     total = ids = None
     with _pg_plan(_PG_WALK):
@@ -546,6 +552,8 @@ def _pg_search(index_set: IndexSet, request: SearchRequest, tree, size: int, aft
         return total, _pg_in_order(ids)
     drive = filtered(index_set, request, tree, set_index=False)
     with _pg_plan(_PG_DRIVE):
+        if total is None and up_to <= 0:
+            total = 0
         if total is None:
             sql, params = drive.order_by().values("id")[:up_to].query.sql_with_params()
             with connection.cursor() as cursor:
@@ -595,6 +603,12 @@ _BUCKET_SQL = {
 }
 
 
+def _whole_minutes(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """The first minute boundary at or after `start`, the last at or before `end`."""
+    first = start.replace(second=0, microsecond=0)
+    return (first if first == start else first + timedelta(minutes=1)), end.replace(second=0, microsecond=0)
+
+
 def histogram(index_set: IndexSet, request: SearchRequest, interval: int) -> dict[int, int]:
     """Matching lines per bucket of `interval` seconds (GROUP BY the truncated time)."""
     bucket = RawSQL(_BUCKET_SQL[connection.vendor], [interval, interval], output_field=IntegerField())
@@ -604,6 +618,15 @@ def histogram(index_set: IndexSet, request: SearchRequest, interval: int) -> dic
         return {int(start): n for start, n in rows}
 
     tree = validate(request)
+    if tree is None and not request.fields and request.start and request.end and interval % line_counts.MINUTE == 0:
+        # Every line: the whole minutes' counts (line_counts), the lines of the part-minutes at the ends.
+        first, last = _whole_minutes(request.start, request.end)
+        if first < last:
+            counts = line_counts.per_bucket(index_set.pk, first, last, interval)
+            for edge in (SearchRequest(start=request.start, end=first), SearchRequest(start=last, end=request.end)):
+                for start, n in per_bucket(_base(index_set, edge)).items():
+                    counts[start] = counts.get(start, 0) + n
+            return counts
     if connection.vendor != "sqlite" or tree is None:
         return per_bucket(filtered(index_set, request, tree))
     # SQLite: FTS5's matches within the id range of the time range drive (a rowid lookup each),

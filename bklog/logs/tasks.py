@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from bklog.celery_app import APP_SPEC, all_queues, app
 from bklog.connections import redis_client
-from bklog.logs import exports, ingest
+from bklog.logs import exports, ingest, line_counts
 from bklog.logs.models import DocumentId, ExportJob, IndexSet, IngestBatch, LineIdBlock
 from bklog.logs.store import line_store
 
@@ -78,6 +78,12 @@ def apply_retention() -> dict:
         LineIdBlock.objects.filter(id__lt=newest).delete()
     log.info("retention deleted %s", deleted)
     return deleted
+
+
+@app.task(acks_late=True)
+def compact_line_counts() -> int:
+    """Fold the line counts' rows per transaction into one per minute (bklog/logs/line_counts.py)."""
+    return line_counts.compact()
 
 
 @app.task(acks_late=True)

@@ -208,6 +208,42 @@ def test_postgresql_reads_a_word_absent_from_the_newest_day_one_day_at_a_time(ma
     assert result["total_relation"] == "gte" and 0 < read < 1500, read
 
 
+def test_postgresql_counts_the_days_after_a_cursor_only_up_to_the_cap(make_index_set, stored, monkeypatch):
+    """A page deep in an older day: the newer days (after the cursor) are only counted, and only
+    until the total reaches its cap; the days between are then not read at all (before, each was
+    counted up to the whole cap: a week of a common word, up to seven counts of 10,001)."""
+    from datetime import datetime, timedelta, timezone
+
+    from django.db import connection, transaction
+
+    from bklog.logs import partitions
+    from bklog.logs import search as search_module
+    from bklog.logs.models import LogLine
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's partitions")
+    index_set, _ = make_index_set("week")
+    newest = datetime(2026, 3, 5, 12, tzinfo=timezone.utc)
+    stored.add(index_set, [(newest - timedelta(days=d, seconds=i), f"word {d} {i}", {}) for d in range(4) for i in range(60)])
+    monkeypatch.setattr(search_module, "TOTAL_EXACT_UP_TO", 40)
+    between = [partitions.day_name(partitions.day_of(newest - timedelta(days=d))) for d in (1, 2)]
+    cursor_line = LogLine.objects.get(index_set=index_set, message="word 3 19")
+
+    def read_so_far(cursor) -> int:  # in this transaction (the test's), of the days between
+        cursor.execute("SELECT coalesce(sum(coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)), 0) "
+                       "FROM pg_stat_xact_user_tables WHERE relid IN (to_regclass(%s), to_regclass(%s))", between)
+        return cursor.fetchone()[0]
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        before = read_so_far(cursor)
+        result = search_module.search(index_set, search_module.SearchRequest(q="word"), 10,
+                                      cursor=search_module.encode_cursor(cursor_line))
+        between_read = read_so_far(cursor) - before
+    assert result["total"] == 40 and result["total_relation"] == "gte"
+    assert [h["message"] for h in result["hits"]] == [f"word 3 {i}" for i in range(20, 30)]
+    assert between_read <= 2  # _pg_days' one-row look into each day
+
+
 def test_postgresql_plans_do_not_wait_for_statistics(make_index_set, stored, monkeypatch):
     """A table the pipeline filled before autovacuum analyzed it: the planner, left alone, ANDed
     the index set's whole bitmap with the word's and sorted every match (issue 18). The search

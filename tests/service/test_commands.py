@@ -326,6 +326,7 @@ def _table_before_partitions() -> None:
 
     from importlib import import_module
 
+    from bklog.logs import line_counts
     from bklog.logs.database_store import use_search_vectors
     from bklog.logs.models import LogLine
 
@@ -339,6 +340,8 @@ def _table_before_partitions() -> None:
         with connection.cursor() as cursor:
             cursor.execute(sql)
     use_search_vectors(connection, concurrently=False)
+    with connection.cursor() as cursor:  # migration 0013's line counts, as on such a database
+        line_counts.install(cursor)
 
 
 @pytest.mark.django_db(transaction=True)  # CREATE INDEX CONCURRENTLY, DETACH ... CONCURRENTLY
@@ -370,7 +373,7 @@ def test_partition_lines_moves_a_populated_table_to_days_while_it_serves(make_in
 def _populated_table_partitioned(make_index_set, admin_token, search):
     from django.db import connection
 
-    from bklog.logs import partitions
+    from bklog.logs import line_counts, partitions
 
     index_set, _ = make_index_set("app")
     _fill(index_set, 120, start=timezone.now() - timedelta(days=5))
@@ -401,3 +404,12 @@ def _populated_table_partitioned(make_index_set, admin_token, search):
         new_id, table = cursor.fetchone()
     assert new_id > last_id and table == partitions.day_name(partitions.day_of(timezone.now() + timedelta(days=3)))
     assert run("partition_lines").startswith("unchanged")
+    # The line counts' triggers moved to the partitioned table: every line counted once, by minute.
+    line_counts.compact()
+    with connection.cursor() as cursor:
+        assert line_counts.installed(cursor)
+        cursor.execute("SELECT minute, lines FROM logs_linecount WHERE index_set_id = %s ORDER BY 1", [index_set.pk])
+        counted = cursor.fetchall()
+        cursor.execute("SELECT (floor(extract(epoch FROM timestamp) / 60) * 60)::bigint, count(*) FROM logs_logline "
+                       "WHERE index_set_id = %s GROUP BY 1 ORDER BY 1", [index_set.pk])
+        assert counted == cursor.fetchall() and sum(n for _, n in counted) == 152
