@@ -98,6 +98,27 @@ def when_ready(server):
     _service_id = consul_registration.register(server.cfg.bind[0], _config)
 
 
+def worker_exit(server, worker):
+    """A worker leaving of its own accord (max_requests, the guide's 1,000; a graceful stop) ends
+    here, without the interpreter's teardown: freeing a worker's objects one by one took 160-300 ms
+    of CPU, a quarter of what its 1,000 requests cost (/healthz: 1,100 -> 1,450 requests/s for one
+    worker; docs/benchmarks.md). What the teardown would have done that matters is done first: the
+    database connections closed, the log handlers flushed. The exit status is the worker's own."""
+    if os.getpid() != worker.pid:  # the arbiter calls this too, for a worker it found gone
+        return
+    leaving = sys.exc_info()[1]  # called from the worker's `finally`, as its SystemExit passes
+    if not isinstance(leaving, SystemExit):
+        return
+    from django.db import connections
+
+    connections.close_all()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    code = leaving.code
+    os._exit(code if isinstance(code, int) else (0 if code is None else 1))
+
+
 def child_exit(server, worker):
     from prometheus_client import multiprocess
 
