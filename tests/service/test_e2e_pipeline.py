@@ -87,6 +87,7 @@ def test_broker_down_means_503_and_nothing_stored(stack_factory):
     assert count.splitlines()[-1] == "0"
 
 
+@pytest.mark.one_backend  # gunicorn's recycling, the same over every store
 def test_workers_recycled_after_max_requests_answer_every_request(stack_factory):
     """gunicorn recycles a worker after GUNICORN_MAX_REQUESTS (the guide's 1,000; 5 here): the
     worker leaves without the interpreter's teardown (bklog/gunicorn_config.py worker_exit), so it
