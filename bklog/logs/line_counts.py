@@ -46,9 +46,9 @@ def pg_trigger_sql(table: str) -> list[str]:
             f"FOR EACH STATEMENT EXECUTE FUNCTION {REMOVE}()"]
 
 
-def _sqlite_trigger(name: str, event: str, row: str, change: str) -> str:
+def _sqlite_trigger(name: str, event: str, row: str, adds: bool) -> str:
     minute = _SQLITE_MINUTE.format(row=row)
-    if change == "+ 1":
+    if adds:
         write = (f"INSERT INTO {TABLE} (index_set_id, minute, writer, lines) VALUES ({row}.index_set_id, {minute}, 0, 1) "
                  f"ON CONFLICT (index_set_id, minute, writer) DO UPDATE SET lines = lines + 1;")
     else:
@@ -67,8 +67,8 @@ def install(cursor) -> None:
             cursor.execute(sql)
         minute = _PG_MINUTE
     else:
-        cursor.execute(_sqlite_trigger(ADD, "INSERT", "new", "+ 1"))
-        cursor.execute(_sqlite_trigger(REMOVE, "DELETE", "old", "- 1"))
+        cursor.execute(_sqlite_trigger(ADD, "INSERT", "new", adds=True))
+        cursor.execute(_sqlite_trigger(REMOVE, "DELETE", "old", adds=False))
         minute = _SQLITE_MINUTE.format(row="logs_logline")
     cursor.execute(f"DELETE FROM {TABLE}")
     cursor.execute(f"INSERT INTO {TABLE} (index_set_id, minute, writer, lines) "

@@ -61,6 +61,12 @@ def day_name(day: date) -> str:
     return f"{DAY_PREFIX}{day:%Y%m%d}"
 
 
+def day_named(name: str) -> date | None:
+    """The day of a day partition's name (None for any other table)."""
+    match = DAY_NAME.match(name)
+    return datetime.strptime(match[1], "%Y%m%d").date() if match else None
+
+
 def day_start(day: date) -> datetime:
     return datetime.combine(day, time(), tzinfo=timezone.utc)
 
@@ -86,8 +92,8 @@ def partitions(cursor) -> tuple[dict[date, str], datetime | None]:
     for name, upper in cursor.fetchall():
         if name == BEFORE:
             before = upper
-        elif match := DAY_NAME.match(name):
-            days[datetime.strptime(match[1], "%Y%m%d").date()] = name
+        elif day := day_named(name):
+            days[day] = name
     return days, before
 
 
@@ -150,10 +156,10 @@ def drop_days_before(cutoff: datetime) -> dict[int, int]:
         # Only retention detaches (a day is created and attached in one transaction).
         cursor.execute("SELECT relname FROM pg_class WHERE relkind = 'r' AND NOT relispartition AND pg_table_is_visible(oid) "
                        "AND (relname = %s OR relname LIKE %s)", [BEFORE, DAY_PREFIX.replace("_", "\\_") + "%"])
-        detached = {name for (name,) in cursor.fetchall() if name == BEFORE or DAY_NAME.match(name)}
+        detached = {name for (name,) in cursor.fetchall() if name == BEFORE or day_named(name)}
         days, before = partitions(cursor)
         for name in detached - {BEFORE}:
-            days[datetime.strptime(DAY_NAME.match(name)[1], "%Y%m%d").date()] = name
+            days[day_named(name)] = name
         expired = [name for day, name in sorted(days.items()) if day_start(day + timedelta(days=1)) <= cutoff]
         if BEFORE in detached or (before is not None and before <= cutoff):
             expired.insert(0, BEFORE)
@@ -166,8 +172,8 @@ def drop_days_before(cutoff: datetime) -> dict[int, int]:
                 cursor.execute(f"ALTER TABLE {TABLE} DETACH PARTITION {name}{concurrently}")
             cursor.execute(f"DROP TABLE {name}")
             # No trigger saw these lines go: their minutes' counts go here.
-            day = DAY_NAME.match(name)
-            since = day_start(datetime.strptime(day.group(1), "%Y%m%d").date()) if day else None
+            day = day_named(name)
+            since = day_start(day) if day else None
             line_counts.forget(counts, before=since + timedelta(days=1) if since else before, since=since)
             for index_set_id, count in counts.items():
                 dropped[index_set_id] = dropped.get(index_set_id, 0) + count
