@@ -49,7 +49,8 @@ VARIABLES: dict[str, Variable] = {
         Variable("BKLOG_OPENSEARCH_INDEX_PREFIX", "str", "bklog", "Index names: <prefix>-<index set>.<YYYY.MM.DD>, one per index set and day; the index template matches <prefix>-*."),
         Variable("BKLOG_OPENSEARCH_SHARDS", "int", 1, "Primary shards of each daily index."),
         Variable("BKLOG_OPENSEARCH_REPLICAS", "int", 0, "Replicas of each daily index (1 on a three-node cluster)."),
-        Variable("BKLOG_OPENSEARCH_REFRESH", "str", "auto", "Bulk refresh: wait_for (a batch counts as indexed once searchable), false (searchable within the index's refresh interval, 1 s; a worker is free sooner), auto (wait_for when a request indexes its own batch, inline mode; false in the pipeline's workers, async mode, where waiting would cap a worker at about one batch a second)."),
+        Variable("BKLOG_OPENSEARCH_REFRESH_INTERVAL", "str", "1s", "How often each daily index makes new lines searchable (its index.refresh_interval): 1s, 500ms, 30s ... Longer costs the cluster less per line indexed, and a batch indexed with wait_for waits up to this long. Set on new daily indices and on the ones already written."),
+        Variable("BKLOG_OPENSEARCH_REFRESH", "str", "auto", "Bulk refresh: wait_for (a batch counts as indexed once searchable), false (searchable within BKLOG_OPENSEARCH_REFRESH_INTERVAL; a worker is free sooner), auto (wait_for when a request indexes its own batch, inline mode; false in the pipeline's workers, async mode, where waiting would cap a worker at about one batch a second)."),
         Variable("BKLOG_OPENSEARCH_TIMEOUT", "int", 30, "Seconds an OpenSearch request may take."),
         Variable("BKLOG_SECRET_KEY", "str", "", "Django SECRET_KEY. Required in stag and prod."),
         Variable("BKLOG_ALLOWED_HOSTS", "list", "", "Comma-separated host names the API answers to. Required in stag and prod."),
@@ -239,6 +240,9 @@ class Config:
             problems.append(f"BKLOG_OPENSEARCH_REPLICAS={self['BKLOG_OPENSEARCH_REPLICAS']} must be 0 or more")
         if self["BKLOG_OPENSEARCH_REFRESH"] not in ("auto", "wait_for", "false"):
             problems.append(f"BKLOG_OPENSEARCH_REFRESH={self['BKLOG_OPENSEARCH_REFRESH']!r} is not one of auto, wait_for, false")
+        if not re.fullmatch(r"[1-9][0-9]{0,5}(ms|s|m)", self["BKLOG_OPENSEARCH_REFRESH_INTERVAL"]):
+            problems.append(f"BKLOG_OPENSEARCH_REFRESH_INTERVAL={self['BKLOG_OPENSEARCH_REFRESH_INTERVAL']!r} is not a "
+                            "whole number of ms, s or m (1s, 500ms, 30s)")
         if self["BKLOG_OPENSEARCH_TIMEOUT"] <= 0:
             problems.append(f"BKLOG_OPENSEARCH_TIMEOUT={self['BKLOG_OPENSEARCH_TIMEOUT']} must be a positive integer")
         if self["BKLOG_INGEST_MAX_LINES"] > 16384:

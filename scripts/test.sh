@@ -139,7 +139,10 @@ if [[ $what == all || $what == service ]]; then
   echo "== service tests on OpenSearch 2.19 (lines in daily indices; index sets and batches in SQLite)"
   mkdir -p "$run_dir/opensearch"
   eval "$(python tests/opensearch.py start "$run_dir/opensearch")"
+  # Indices refreshed every 100 ms, not every second: an ingest answering once its lines are
+  # searchable (refresh=wait_for) waits up to one interval, and the suite ingests hundreds of times.
   env -u DATABASE_URL -u REDIS_URL BKLOG_DATA_DIR="$run_dir/os" BKLOG_SEARCH_BACKEND=opensearch \
+    BKLOG_OPENSEARCH_REFRESH_INTERVAL=100ms \
     BKLOG_OPENSEARCH_URL="$OPENSEARCH_URL" OPENSEARCH_SNAPSHOT_DIR="$OPENSEARCH_SNAPSHOT_DIR" pytest tests/service
   python tests/opensearch.py stop "$run_dir/opensearch"
   suite_done "service on OpenSearch"

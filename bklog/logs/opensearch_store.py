@@ -96,12 +96,14 @@ def to_query(node) -> dict:
 class OpenSearchStore:
     name = "opensearch"
 
-    def __init__(self, client: OpenSearch, prefix: str, shards: int, replicas: int, refresh: str):
+    def __init__(self, client: OpenSearch, prefix: str, shards: int, replicas: int, refresh: str,
+                 refresh_interval: str):
         self.client = client
         self.prefix = prefix
         self.shards = shards
         self.replicas = replicas
         self.refresh = refresh
+        self.refresh_interval = refresh_interval
         self._template_ok = False
 
     @classmethod
@@ -121,7 +123,7 @@ class OpenSearchStore:
             # scenario. A request indexing inline answers once its lines are searchable, as on SQL.
             refresh = "false" if settings.BKLOG_PIPELINE_ASYNC else "wait_for"
         return cls(client, settings.BKLOG_OPENSEARCH_INDEX_PREFIX, settings.BKLOG_OPENSEARCH_SHARDS,
-                   settings.BKLOG_OPENSEARCH_REPLICAS, refresh)
+                   settings.BKLOG_OPENSEARCH_REPLICAS, refresh, settings.BKLOG_OPENSEARCH_REFRESH_INTERVAL)
 
     # --- names and the template -----------------------------------------------------------
 
@@ -151,6 +153,7 @@ class OpenSearchStore:
                 "settings": {
                     "number_of_shards": self.shards,
                     "number_of_replicas": self.replicas,
+                    "refresh_interval": self.refresh_interval,
                     "analysis": {
                         "tokenizer": {"bklog_words": {"type": "pattern", "pattern": "[^\\p{L}\\p{N}]+"}},
                         "analyzer": {"bklog_words": {"type": "custom", "tokenizer": "bklog_words",
@@ -180,6 +183,9 @@ class OpenSearchStore:
             # Daily indices made from an older template (strict mappings) learn the fields added since.
             self.client.indices.put_mapping(index=self.all_lines(), body={"properties": {"doc_id": {"type": "keyword"}}},
                                             params=IGNORE_MISSING)
+            # and the refresh interval configured now (the template sets it on new days only).
+            self.client.indices.put_settings(index=self.all_lines(), body={"index": {"refresh_interval": self.refresh_interval}},
+                                             params=IGNORE_MISSING)
             self._template_ok = True
 
     # --- writing ---------------------------------------------------------------------------

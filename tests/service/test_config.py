@@ -42,6 +42,10 @@ def test_debug_is_refused_outside_dev():
     ({"BKLOG_DEBUG": "maybe"}, "BKLOG_DEBUG='maybe' (environment) is not a boolean"),
     ({"BKLOG_SEARCH_BACKEND": "opensearch", "BKLOG_OPENSEARCH_URL": "http://os1:9200", "BKLOG_OPENSEARCH_REFRESH": "true"},
      "BKLOG_OPENSEARCH_REFRESH='true' is not one of auto, wait_for, false"),
+    ({"BKLOG_SEARCH_BACKEND": "opensearch", "BKLOG_OPENSEARCH_URL": "http://os1:9200",
+      "BKLOG_OPENSEARCH_REFRESH_INTERVAL": "-1"}, "BKLOG_OPENSEARCH_REFRESH_INTERVAL='-1' is not a whole number of ms, s or m"),
+    ({"BKLOG_SEARCH_BACKEND": "opensearch", "BKLOG_OPENSEARCH_URL": "http://os1:9200",
+      "BKLOG_OPENSEARCH_REFRESH_INTERVAL": "1 s"}, "BKLOG_OPENSEARCH_REFRESH_INTERVAL='1 s' is not a whole number"),
 ])
 def test_malformed_values_are_named(env, message):
     with pytest.raises(ConfigError) as info:

@@ -119,8 +119,29 @@ def test_one_index_per_index_set_and_day_from_the_template(make_index_set, store
     index = indices[f"{store.prefix}-web.{yesterday:%Y.%m.%d}"]
     assert index["mappings"]["dynamic"] == "strict"
     assert index["settings"]["index"]["number_of_shards"] == str(settings.BKLOG_OPENSEARCH_SHARDS)
+    assert index["settings"]["index"]["refresh_interval"] == settings.BKLOG_OPENSEARCH_REFRESH_INTERVAL
     # The same field as a number in one line and a word in the next: no mapping conflict.
     assert sorted((line.fields["status"] for line in stored.all(index_set)), key=str) == [200, "ok"]
+
+
+@opensearch_only
+def test_a_changed_refresh_interval_reaches_the_days_already_written(make_index_set, stored, settings):
+    from bklog.logs.opensearch_store import OpenSearchStore
+    from bklog.logs.store import line_store
+
+    index_set, _ = make_index_set("web")
+    stored.add(index_set, [(djtz.now(), "before", {})])
+    configured = settings.BKLOG_OPENSEARCH_REFRESH_INTERVAL
+    settings.BKLOG_OPENSEARCH_REFRESH_INTERVAL = "7s"
+    try:
+        store = OpenSearchStore.from_settings()  # a process started with the new setting
+        store.ensure_template()
+        indices = store.client.indices.get_settings(index=store.pattern("web"))
+        assert [index["settings"]["index"]["refresh_interval"] for index in indices.values()] == ["7s"]
+    finally:  # the template back as the other tests' store put it (it puts it once per process)
+        settings.BKLOG_OPENSEARCH_REFRESH_INTERVAL = configured
+        OpenSearchStore.from_settings().ensure_template()
+    assert line_store().template()["template"]["settings"]["refresh_interval"] == configured
 
 
 @opensearch_only
