@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -51,6 +52,28 @@ def curl(host, *args: str) -> tuple[int, str]:
                             + "; echo; cat /tmp/body", *args)
     status, _, body = out.partition("\n")
     return int(status), body
+
+
+def plain(output: str) -> str:
+    """A playbook's output without its colours."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", output)
+
+
+def changed_per_host(run) -> dict[str, int]:
+    """{host: tasks changed} from a run's PLAY RECAP."""
+    return {host: int(n) for host, n in re.findall(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", plain(run.stdout), re.M)}
+
+
+def changed_tasks(run) -> dict[str, list[str]]:
+    """{host: [task that reported changed]}: what a run that should change nothing did."""
+    changed: dict[str, list[str]] = {}
+    task = "?"
+    for line in plain(run.stdout).splitlines():
+        if line.startswith("TASK ["):
+            task = line[len("TASK ["):].split("]")[0]
+        elif match := re.match(r"changed: \[([^\]\s]+)", line):
+            changed.setdefault(match.group(1), []).append(task)
+    return changed
 
 
 def wait_until(predicate, what: str, timeout: float = 90, every: float = 1):

@@ -3,25 +3,15 @@ differs, and a change is shown, with what cannot be known before it happens said
 
 from __future__ import annotations
 
-import re
-
 import testinfra
 
-from playbooks import inventory_hosts, run_playbook
-
-
-def _plain(run) -> str:
-    return re.sub(r"\x1b\[[0-9;]*m", "", run.stdout)  # the output is coloured
-
-
-def _changed_per_host(run) -> dict[str, int]:
-    return {host: int(changed) for host, changed in re.findall(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", _plain(run), re.M)}
+from playbooks import changed_per_host, inventory_hosts, plain, run_playbook
 
 
 def test_preflight_passes_in_check_mode_on_a_deployed_host():
     run = run_playbook("preflight.yml", "--check", "--diff", timeout=300)
     assert run.returncode == 0, run.stdout[-4000:]
-    recap = _changed_per_host(run)
+    recap = changed_per_host(run)
     assert len(recap) >= 2 and set(recap.values()) == {0}, recap
 
 
@@ -33,7 +23,7 @@ def test_site_in_check_mode_changes_nothing_on_a_converged_fleet():
     first = inventory_hosts("bklog")[0]
     run = run_playbook("site.yml", "--check", "--diff", "--limit", first, timeout=900)
     assert run.returncode == 0, run.stdout[-4000:]
-    recap = _changed_per_host(run)
+    recap = changed_per_host(run)
     assert first in recap and set(recap.values()) == {0}, recap
 
 
@@ -44,7 +34,7 @@ def test_site_in_check_mode_shows_a_new_release_without_installing_it():
     run = run_playbook("site.yml", "--check", "--diff", "-e", "bklog_version=9.9.9", "--limit", last,
                        timeout=900)
     assert run.returncode == 0, run.stdout[-4000:]
-    out = _plain(run)
+    out = plain(run.stdout)
     assert "would build /opt/bklog/releases/9.9.9" in out
     assert "+    src: /opt/bklog/releases/9.9.9" in out  # the diff of `current`
     assert "would restart every bklog program" in out

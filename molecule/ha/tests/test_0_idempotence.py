@@ -10,21 +10,8 @@ all-in-one scenario (molecule/default) runs the app roles' full idempotence step
 
 from __future__ import annotations
 
-import re
-
 from conftest import group, playbook
-
-
-def _changed_tasks(output: str) -> dict[str, list[str]]:
-    """{host: [task that reported changed]} from a playbook's output."""
-    changed: dict[str, list[str]] = {}
-    task = "?"
-    for line in re.sub(r"\x1b\[[0-9;]*m", "", output).splitlines():
-        if line.startswith("TASK ["):
-            task = line[len("TASK ["):].split("]")[0]
-        elif match := re.match(r"changed: \[([^\]\s]+)", line):
-            changed.setdefault(match.group(1), []).append(task)
-    return changed
+from playbooks import changed_per_host, changed_tasks
 
 
 def test_site_again_changes_nothing():
@@ -32,6 +19,6 @@ def test_site_again_changes_nothing():
     hosts = [group("bklog_api")[0], data[0], data[1], *group("bklog_lb")]  # bklog-ha-app: Debian 13
     run = playbook("site.yml", "--limit", ",".join(hosts))
     assert run.returncode == 0, run.stdout[-6000:]
-    recap = dict(re.findall(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", re.sub(r"\x1b\[[0-9;]*m", "", run.stdout), re.M))
+    recap = changed_per_host(run)
     assert set(hosts) <= set(recap), recap
-    assert all(n == "0" for n in recap.values()), (recap, _changed_tasks(run.stdout))
+    assert set(recap.values()) == {0}, (recap, changed_tasks(run))
