@@ -7,6 +7,7 @@ molecule/ha/tests.)"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -47,6 +48,27 @@ def _render(tmp: Path, port: int, token: str, log_dir: Path, spool: Path, error_
     return config
 
 
+@contextlib.contextmanager
+def _rsyslogd(tmp: Path, port: int, token: str):
+    """rsyslogd with the role's configuration, shipping tmp/logs/*.log to 127.0.0.1:port; yields
+    (the log directory, log_agent_error_file), stops it after and prints the end of its output."""
+    logs, spool = tmp / "logs", tmp / "spool"
+    logs.mkdir()
+    spool.mkdir()
+    error_file = tmp / "refused.json"
+    config = _render(tmp, port, token, logs, spool, error_file)
+    out = open(tmp / "rsyslogd.log", "w")
+    rsyslogd = subprocess.Popen([RSYSLOGD, "-n", "-f", str(config), "-i", str(tmp / "rsyslogd.pid")],
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield logs, error_file
+    finally:
+        os.killpg(rsyslogd.pid, signal.SIGTERM)
+        rsyslogd.wait(timeout=30)
+        out.close()
+        print((tmp / "rsyslogd.log").read_text()[-3000:])
+
+
 @pytest.mark.skipif(not Path(RSYSLOGD).exists(), reason="rsyslog is installed by scripts/setup.sh")
 def test_rsyslog_ships_every_line_once_while_bklog_refuses_for_now(tmp_path):
     from e2e_stack import Stack
@@ -56,37 +78,26 @@ def test_rsyslog_ships_every_line_once_while_bklog_refuses_for_now(tmp_path):
     api = stack.bklog("create_api_token", "ops")
     stack.bklog("rate_limit", "app", "5")  # 10 lines per 2 s window: most batches below are refused
     stack.start_gunicorn()
-    logs, spool = tmp_path / "logs", tmp_path / "spool"
-    logs.mkdir()
-    spool.mkdir()
-    error_file = tmp_path / "refused.json"
-    config = _render(tmp_path, stack.port, token, logs, spool, error_file)
-    out = open(tmp_path / "rsyslogd.log", "w")
-    rsyslogd = subprocess.Popen([RSYSLOGD, "-n", "-f", str(config), "-i", str(tmp_path / "rsyslogd.pid")],
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        with (logs / "app.log").open("a") as app_log:
-            for i in range(120):  # 30 lines a second, for 4 s
-                app_log.write(f"shipped line {i} order={i}\n")
-                app_log.flush()
-                time.sleep(1 / 30)
-        wait_until(lambda: search(stack, api, "q=shipped&size=1")["total"] >= 120, "all 120 lines", 120)
-        time.sleep(5)  # anything sent twice would have arrived by now
-        assert search(stack, api, "q=shipped&size=1")["total"] == 120  # every line, once
-        refused = stack.log("gunicorn").count('/_bulk HTTP/1.1" 429')
-        assert refused >= 3, "the rate limit refused no batch: the retry path was not exercised"
-        # Lines that went through the retry path keep their fields: host, program, time.
-        host = socket.gethostname()
-        assert search(stack, api, f"q=shipped&field.host={host}&field.program=app&size=1")["total"] == 120
-        hits = {hit["message"] for hit in search(stack, api, "q=shipped&size=200")["hits"]}
-        assert hits == {f"shipped line {i} order={i}" for i in range(120)}
-        assert not error_file.exists() or error_file.read_text() == ""
+        with _rsyslogd(tmp_path, stack.port, token) as (logs, error_file):
+            with (logs / "app.log").open("a") as app_log:
+                for i in range(120):  # 30 lines a second, for 4 s
+                    app_log.write(f"shipped line {i} order={i}\n")
+                    app_log.flush()
+                    time.sleep(1 / 30)
+            wait_until(lambda: search(stack, api, "q=shipped&size=1")["total"] >= 120, "all 120 lines", 120)
+            time.sleep(5)  # anything sent twice would have arrived by now
+            assert search(stack, api, "q=shipped&size=1")["total"] == 120  # every line, once
+            refused = stack.log("gunicorn").count('/_bulk HTTP/1.1" 429')
+            assert refused >= 3, "the rate limit refused no batch: the retry path was not exercised"
+            # Lines that went through the retry path keep their fields: host, program, time.
+            host = socket.gethostname()
+            assert search(stack, api, f"q=shipped&field.host={host}&field.program=app&size=1")["total"] == 120
+            hits = {hit["message"] for hit in search(stack, api, "q=shipped&size=200")["hits"]}
+            assert hits == {f"shipped line {i} order={i}" for i in range(120)}
+            assert not error_file.exists() or error_file.read_text() == ""
     finally:
-        os.killpg(rsyslogd.pid, signal.SIGTERM)
-        rsyslogd.wait(timeout=30)
-        out.close()
         stack.close()
-        print((tmp_path / "rsyslogd.log").read_text()[-3000:])
 
 
 class AnswerDroppingProxy:
@@ -96,7 +107,7 @@ class AnswerDroppingProxy:
     failover between the commit and its answer, does). A test double for that network fault only."""
 
     def __init__(self, backend_port: int, drop: int):
-        self.backend_port, self.left, self.dropped = backend_port, drop, 0
+        self.backend_port, self.drop, self.dropped = backend_port, drop, 0
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port = self.server.getsockname()[1]
         threading.Thread(target=self._accept, daemon=True).start()
@@ -131,8 +142,7 @@ class AnswerDroppingProxy:
                 answer = self._read_message(backend, from_backend)
                 if answer is None:
                     return
-                if b"/_bulk" in request.split(b"\r\n", 1)[0] and self.left > 0:
-                    self.left -= 1
+                if b"/_bulk" in request.split(b"\r\n", 1)[0] and self.dropped < self.drop:
                     self.dropped += 1
                     return  # stored; the answer never reaches rsyslog
                 client.sendall(answer)
@@ -152,30 +162,20 @@ def test_a_batch_whose_answer_was_lost_is_stored_once(tmp_path):
     api = stack.bklog("create_api_token", "ops")
     stack.start_gunicorn()
     proxy = AnswerDroppingProxy(stack.port, drop=2)
-    logs, spool = tmp_path / "logs", tmp_path / "spool"
-    logs.mkdir()
-    spool.mkdir()
-    error_file = tmp_path / "refused.json"
-    config = _render(tmp_path, proxy.port, token, logs, spool, error_file)
-    out = open(tmp_path / "rsyslogd.log", "w")
-    rsyslogd = subprocess.Popen([RSYSLOGD, "-n", "-f", str(config), "-i", str(tmp_path / "rsyslogd.pid")],
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        with (logs / "app.log").open("a") as app_log:
-            for i in range(60):
-                app_log.write(f"answered line {i}\n")
-                app_log.flush()
-                time.sleep(1 / 30)
-        wait_until(lambda: proxy.dropped == 2 and search(stack, api, "q=answered&size=1")["total"] >= 60, "all 60 lines", 120)
-        time.sleep(5)  # anything sent twice would have arrived by now
-        hits = [hit["message"] for hit in search(stack, api, "q=answered&size=200")["hits"]]
-        assert sorted(hits) == sorted(f"answered line {i}" for i in range(60))  # every line, once
-        assert stack.log("gunicorn").count('/_bulk HTTP/1.1" 200') >= 3  # the dropped two, and their resend
-        assert not error_file.exists() or error_file.read_text() == ""
+        with _rsyslogd(tmp_path, proxy.port, token) as (logs, error_file):
+            with (logs / "app.log").open("a") as app_log:
+                for i in range(60):
+                    app_log.write(f"answered line {i}\n")
+                    app_log.flush()
+                    time.sleep(1 / 30)
+            wait_until(lambda: proxy.dropped == 2 and search(stack, api, "q=answered&size=1")["total"] >= 60,
+                       "all 60 lines", 120)
+            time.sleep(5)  # anything sent twice would have arrived by now
+            hits = [hit["message"] for hit in search(stack, api, "q=answered&size=200")["hits"]]
+            assert sorted(hits) == sorted(f"answered line {i}" for i in range(60))  # every line, once
+            assert stack.log("gunicorn").count('/_bulk HTTP/1.1" 200') >= 3  # the dropped two, and their resend
+            assert not error_file.exists() or error_file.read_text() == ""
     finally:
-        os.killpg(rsyslogd.pid, signal.SIGTERM)
-        rsyslogd.wait(timeout=30)
-        out.close()
         proxy.close()
         stack.close()
-        print((tmp_path / "rsyslogd.log").read_text()[-3000:])

@@ -136,15 +136,14 @@ def test_the_compaction_reads_only_the_rows_it_changes():
     from bklog.logs.line_counts import TABLE
 
     reads = {"linecount_empty": f"SELECT 1 FROM {TABLE} WHERE writer = 0 AND lines = 0"}
-    if connection.vendor == "postgresql":  # SQLite's triggers add to writer 0 at once
+    postgresql = connection.vendor == "postgresql"
+    if postgresql:  # SQLite's triggers add to writer 0 at once
         reads["linecount_unfolded"] = f"SELECT 1 FROM {TABLE} WHERE writer <> 0"
     with connection.cursor() as cursor:
+        if postgresql:
+            cursor.execute("SET LOCAL enable_seqscan = off")
         for index, query in reads.items():
-            if connection.vendor == "postgresql":
-                cursor.execute("SET LOCAL enable_seqscan = off")
-                cursor.execute(f"EXPLAIN {query}")
-            else:
-                cursor.execute(f"EXPLAIN QUERY PLAN {query}")
+            cursor.execute(f"{'EXPLAIN' if postgresql else 'EXPLAIN QUERY PLAN'} {query}")
             plan = " ".join(str(column) for row in cursor.fetchall() for column in row)
             assert index in plan, (query, plan)
 
