@@ -26,6 +26,15 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# nginx's binary, unpacked from Debian's package rather than installed (no nginx service on the
+# controller): the balancer's nginx configuration run for real (tests/engine/test_balancer.py).
+nginx_dir=${HOME}/.cache/bklog-deploy/nginx
+if [[ ! -x $nginx_dir/usr/sbin/nginx ]]; then
+  rm -rf "$nginx_dir.tmp" && mkdir -p "$nginx_dir.tmp"
+  (cd "$nginx_dir.tmp" && apt-get download -qq nginx 2>/dev/null && dpkg -x nginx_*.deb .)
+  rm -rf "$nginx_dir" && mv "$nginx_dir.tmp" "$nginx_dir"
+fi
+
 # Podman as root on this machine family: crun fails (cgroups in hybrid mode) and raising
 # ulimits fails (no CAP_SYS_RESOURCE); runc with limits at or below the host's hard limit works.
 hard_nofile=$(ulimit -Hn)

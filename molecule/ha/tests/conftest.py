@@ -115,6 +115,26 @@ def playbook(name: str, *extra: str, timeout: int = 1800) -> subprocess.Complete
     return run_playbook(name, *extra, timeout=timeout)
 
 
+def errors_at(failures: list[dict]) -> dict[str, list[str]]:
+    """What the balancers' and API hosts' nginx logged as errors in the seconds requests failed in
+    (the load's "at": this machine's clock, as the hosts'), and gunicorn's warnings and errors of
+    those minutes: which hop failed and why, for an assertion's message."""
+    seconds = sorted({f["at"] for f in failures if f.get("at")})[:5]
+    if not seconds:
+        return {}
+    at_second = "|".join(seconds)
+    at_minute = "|".join(sorted({s[:5] for s in seconds}))
+    found = {}
+    for name in group("bklog_lb") + group("bklog_api"):
+        if not alive(name):
+            continue
+        command = f"grep -hE ' ({at_second}) ' /var/log/nginx/bklog.error.log /var/log/nginx/error.log"
+        if name in group("bklog_api"):
+            command += f"; grep -hE ' ({at_minute}):[0-9]{{2}} .*\\[(WARNING|ERROR|CRITICAL)\\]' /var/log/bklog/bklog-api.log"
+        found[name] = host(name).run(command).stdout.splitlines()[-10:]
+    return found
+
+
 def running_versions() -> dict[str, str]:
     return {h: host(h).check_output("cat /opt/bklog/current/.complete") for h in group("bklog")}
 

@@ -62,7 +62,7 @@ class Load:
                 self.served += 1
                 return body
             self.failures.append({"what": what, "status": status, "at": time.strftime("%H:%M:%S", time.localtime(started)),
-                                  "body": body[:300].decode(errors="replace")})
+                                  "took": round(time.time() - started, 1), "body": body[:300].decode(errors="replace")})
         return None
 
     def _paced(self, per_second: float, step):

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from agent import INDEX_SET, SyslogTraffic, wait_all_shipped
-from conftest import LB, ROLLOUTS, ROOT, group, host, playbook, running_versions, wait_until
+from conftest import LB, ROLLOUTS, ROOT, group, host, errors_at, playbook, running_versions, wait_until
 from load import Load
 
 
@@ -33,7 +33,8 @@ def fresh_rollouts():
 
 
 def _check_after(traffic: Load):
-    assert not traffic.failures, f"{traffic.summary()}; first failures: {traffic.failures[:5]}"
+    assert not traffic.failures, (f"{traffic.summary()}; first failures: {traffic.failures[:5]}; "
+                                  f"errors logged then: {errors_at(traffic.failures)}")
     assert traffic.served > 100 and traffic.sent_lines > 0
 
     # Every line the API accepted is indexed (the index set's exact count) and found by a search.
