@@ -61,6 +61,35 @@ def fill_search_vectors(chunk: int = SEARCH_VECTOR_CHUNK, report=None) -> int | 
     return filled
 
 
+# The columns ingest writes, and the most lines in one INSERT (fewer where the database takes
+# fewer parameters: SQLite's 999).
+_WRITTEN = ("index_set", "timestamp", "message", "fields", "batch", "doc_id")
+_LINES_PER_INSERT = 500
+
+
+def _write_lines(index_set, batch, rows: list[tuple]) -> None:
+    """rows: (timestamp, message, fields, doc_id) of one index set and batch, in multi-row INSERTs
+    as bulk_create writes them, each value converted by its model field for this database as
+    bulk_create converts it; without a LogLine built and its SQL compiled per line, which were four
+    fifths of a 1,000-line ingest's time on SQLite (cProfile; docs/benchmarks.md)."""
+    meta = LogLine._meta
+    fields = [meta.get_field(name) for name in _WRITTEN]
+    timestamp, json = meta.get_field("timestamp"), meta.get_field("fields")
+    set_id = fields[0].get_db_prep_save(index_set.pk, connection)
+    batch_id = fields[4].get_db_prep_save(batch.pk if batch is not None else None, connection)
+    per_insert = min(_LINES_PER_INSERT, connection.ops.bulk_batch_size(fields, rows) or _LINES_PER_INSERT)
+    row_sql = f"({', '.join(['%s'] * len(fields))})"
+    head = (f"INSERT INTO {connection.ops.quote_name(meta.db_table)} "
+            f"({', '.join(connection.ops.quote_name(f.column) for f in fields)}) VALUES ")
+    with connection.cursor() as cursor:
+        for chunk in chunks(rows, per_insert):
+            params = []
+            for ts, message, values, doc_id in chunk:
+                params += (set_id, timestamp.get_db_prep_save(ts, connection), message,
+                           json.get_db_prep_save(values, connection), batch_id, doc_id)
+            cursor.execute(head + ", ".join([row_sql] * len(chunk)), params)
+
+
 class DatabaseStore:
     """LogLine rows; the full-text index is the database's own (migration 0002)."""
 
@@ -86,19 +115,15 @@ class DatabaseStore:
 
     def _insert(self, index_set, parsed, batch, doc_ids) -> None:
         if not doc_ids:
-            LogLine.objects.bulk_create(
-                [LogLine(index_set=index_set, timestamp=ts, message=msg, fields=fields, batch=batch) for ts, msg, fields in parsed],
-                batch_size=500,
-            )
+            _write_lines(index_set, batch, [(ts, msg, fields, None) for ts, msg, fields in parsed])
             return
         keep = current_versions(index_set, batch, doc_ids)
-        rows = [LogLine(index_set=index_set, timestamp=ts, message=msg, fields=fields, batch=batch, doc_id=doc_id)
-                for (ts, msg, fields), doc_id, kept in zip(parsed, doc_ids, keep) if kept]
-        replaced = sorted({row.doc_id for row in rows if row.doc_id is not None})
+        rows = [(ts, msg, fields, doc_id) for (ts, msg, fields), doc_id, kept in zip(parsed, doc_ids, keep) if kept]
+        replaced = sorted({doc_id for _, _, _, doc_id in rows if doc_id is not None})
         # In insert's transaction: the id's line before is gone when the new one is there.
         for chunk in chunks(replaced):
             LogLine.objects.filter(index_set=index_set, doc_id__in=chunk).delete()
-        LogLine.objects.bulk_create(rows, batch_size=500)
+        _write_lines(index_set, batch, rows)
 
     def count(self, index_set) -> int:
         return LogLine.objects.filter(index_set=index_set).count()

@@ -105,6 +105,32 @@ def test_microsecond_timestamps_sort_and_filter_exactly(make_index_set, stored, 
     assert body["hits"][0]["timestamp"] == "2026-05-01T12:00:00.000999Z"
 
 
+@pytest.mark.skipif(settings.BKLOG_SEARCH_BACKEND == "opensearch", reason="the database store's INSERTs")
+def test_a_batch_over_several_inserts_is_stored_exactly(make_index_set, stored):
+    """More lines than one INSERT holds (the database store writes 500 at most, SQLite's 999
+    parameters only 166): every line once, its timestamp to the microsecond, its message and
+    fields (nested, non-ASCII, quotes) as given; with document ids (a `_bulk`'s), each its own."""
+    from bklog.logs.store import line_store
+
+    index_set, _ = make_index_set("app")
+    base = datetime(2026, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
+    rows = [(base + timedelta(microseconds=7 * i), f"line {i} «ünï» 'q' \"dq\" %s ?", {"n": str(i), "deep": {"k": [i, "é"]}})
+            for i in range(1203)]
+    batch = _queued_batch(index_set, [message for _, message, _ in rows])
+    line_store().insert(index_set, rows, batch=batch, first_id=batch.first_line_id)
+    assert sorted(((line.timestamp, line.message, line.fields) for line in stored.all(index_set)), key=lambda r: r[0]) == rows
+
+    with_ids, _ = make_index_set("with-ids")
+    answer = ingest.accept(with_ids, [f"doc {i}" for i in range(700)], [("create", f"id-{i}") for i in range(700)])
+    assert answer["accepted"] == 700
+    assert sorted(line.message for line in stored.all(with_ids)) == sorted(f"doc {i}" for i in range(700))
+    from bklog.logs.models import LogLine
+
+    assert dict(LogLine.objects.filter(index_set=with_ids).values_list("message", "doc_id")) \
+        == {f"doc {i}": f"id-{i}" for i in range(700)}
+    assert set(LogLine.objects.filter(index_set=index_set).values_list("batch_id", flat=True)) == {batch.id}
+
+
 @opensearch_only
 def test_one_index_per_index_set_and_day_from_the_template(make_index_set, stored):
     from bklog.logs.store import line_store
