@@ -31,7 +31,8 @@ fi
 nginx_dir=${HOME}/.cache/bklog-deploy/nginx
 if [[ ! -x $nginx_dir/usr/sbin/nginx ]]; then
   rm -rf "$nginx_dir.tmp" && mkdir -p "$nginx_dir.tmp"
-  (cd "$nginx_dir.tmp" && apt-get download -qq nginx 2>/dev/null && dpkg -x nginx_*.deb .)
+  # As root, apt downloads as root (no _apt sandbox): said here rather than warned about.
+  (cd "$nginx_dir.tmp" && apt-get download -qq -o APT::Sandbox::User=root nginx && dpkg -x nginx_*.deb .)
   rm -rf "$nginx_dir" && mv "$nginx_dir.tmp" "$nginx_dir"
 fi
 

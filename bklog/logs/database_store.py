@@ -74,9 +74,9 @@ def _write_lines(index_set, batch, rows: list[tuple]) -> None:
     fifths of a 1,000-line ingest's time on SQLite (cProfile; docs/benchmarks.md)."""
     meta = LogLine._meta
     fields = [meta.get_field(name) for name in _WRITTEN]
-    timestamp, json = meta.get_field("timestamp"), meta.get_field("fields")
-    set_id = fields[0].get_db_prep_save(index_set.pk, connection)
-    batch_id = fields[4].get_db_prep_save(batch.pk if batch is not None else None, connection)
+    set_field, timestamp, _, json, batch_field, _ = fields
+    set_id = set_field.get_db_prep_save(index_set.pk, connection)
+    batch_id = batch_field.get_db_prep_save(batch.pk if batch is not None else None, connection)
     per_insert = min(_LINES_PER_INSERT, connection.ops.bulk_batch_size(fields, rows) or _LINES_PER_INSERT)
     row_sql = f"({', '.join(['%s'] * len(fields))})"
     head = (f"INSERT INTO {connection.ops.quote_name(meta.db_table)} "

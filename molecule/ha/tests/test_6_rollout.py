@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from agent import INDEX_SET, SyslogTraffic, wait_all_shipped
-from conftest import LB, ROLLOUTS, ROOT, group, host, errors_at, playbook, running_versions, wait_until
+from conftest import LB, ROLLOUTS, ROOT, errors_at, group, host, playbook, running_versions, wait_until
 from load import Load
 
 
